@@ -165,10 +165,13 @@ def span(server_log: dict[str, Any]) -> dict[str, Any]:
             "mean_in_flight": busy / (last - first) if last > first else 0.0, "server_cpu_s": server_log["cpu_s"]}
 
 
+TRANSPORT = "httpcore"
+
+
 def ours(server: Server, task: Path, tmp: Path, n: int, conc: int, tag: str) -> dict[str, Any]:
     out, cache = tmp / f"run_{tag}", tmp / f"cache_{tag}"
     cmd = [str(BIN / "evalharness"), "run", "--model", "openai-chat",
-           "--model-args", f"model=toy,base_url={server.url},max_concurrency={conc}",
+           "--model-args", f"model=toy,base_url={server.url},max_concurrency={conc},transport={TRANSPORT}",
            "--tasks", str(task), "--output", str(out), "--cache-dir", str(cache)]
     m = run_measured(cmd, tmp / f"ours_{tag}.log")
     m.update(span(server.take_log(tmp, tag)))
@@ -264,9 +267,13 @@ def main() -> None:
     ap.add_argument("--big-latency", type=float, default=0.0)
     ap.add_argument("--skip-lmeval", action="store_true")
     ap.add_argument("--skip-big", action="store_true")
+    ap.add_argument("--transport", choices=["openai", "httpcore"], default="httpcore",
+                    help="evalharness's HTTP path: httpcore (the recorded figures) or the openai package (the default in use)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "api_bench.md")
     ap.add_argument("--keep-logs", type=Path, default=None, help="copy the server's request timelines here")
     args = ap.parse_args()
+    global TRANSPORT
+    TRANSPORT = args.transport
     global KEEP
     KEEP = args.keep_logs
     if args.serve:

@@ -8,13 +8,15 @@ per call would leave every slot idle while each batch is saved). A request that 
 retries comes back as a Response with `error`: its sample is marked failed, never scored, and
 retried on the next run.
 
-HTTP: the backends POST the API's JSON themselves and parse the replies (`_Clients`): each
-request in flight has its own one-connection httpcore pool, reused LIFO, all sharing one TLS
-context; httpx does the calls where an environment proxy applies or a client is passed in.
-Measured at concurrency 64 on 2 cores (bench/results/api_bench.md): one shared 64-connection
-pool cost about 2 ms of CPU per request (httpcore scans and probes every pooled connection on
-each request and each release), the `openai` package's client about 0.7 ms more (option
-models, body transforms); now about 0.5 ms, which keeps 64 slots at 10 requests/s each busy.
+HTTP: by default through the `openai` package's client (`_SDKTransport`, its retries off; ours
+apply), which POSTs the API's JSON that we build and returns the raw reply we parse. With
+`transport=httpcore` (`_Clients`) each request in flight has its own one-connection httpcore
+pool instead, reused LIFO, all sharing one TLS context; httpx does the calls where an
+environment proxy applies or a client is passed in. That path exists for throughput: measured at
+concurrency 64 on 2 cores (bench/results/api_bench.md), one shared 64-connection pool cost about
+2 ms of CPU per request (httpcore scans and probes every pooled connection on each request and
+each release) and the `openai` package's client about 0.7 ms more (option models, body
+transforms); the httpcore path takes about 0.5 ms, which keeps 64 slots at 10 requests/s busy.
 
 Log-likelihood uses the completions API with `echo=True, logprobs=1, max_tokens=1` (as
 lm-evaluation-harness's `local-completions`): the server echoes the prompt's tokens with their
@@ -168,6 +170,40 @@ class _Clients:
         self.idle.clear()
 
 
+class _SDKTransport:
+    """The default transport: the `openai` package's client (its HTTP stack, TLS, proxies and
+    headers) with its own retries off (`max_retries=0`): retries, backoff and concurrency are ours.
+    Same interface as `_Clients`; the faster httpcore path is `transport=httpcore`."""
+
+    def __init__(self, key: str, base_url: str, timeout: float, http_client: Any = None) -> None:
+        import openai
+
+        self.base_url = base_url
+        self.client = openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0,
+                                         http_client=http_client)
+
+    async def post(self, url: str, content: bytes, headers: dict[str, str]) -> _Reply:
+        """POST the JSON body; HTTP statuses come back as replies, transport failures as Retryable."""
+        import httpx
+        import openai
+
+        path = url[len(self.base_url):] if url.startswith(self.base_url) else url
+        try:
+            r = await self.client.post(path, cast_to=httpx.Response, content=content,
+                                       options={"headers": {"Content-Type": "application/json"}})
+            return _Reply(r.status_code, r.content, r.headers)
+        except openai.APIStatusError as exc:
+            return _Reply(exc.status_code, exc.response.content, exc.response.headers)
+        except openai.APITimeoutError:
+            raise _aio.Retryable("timed out") from None
+        except openai.APIConnectionError as exc:  # refused, reset, dropped mid-reply
+            cause = exc.__cause__ or exc
+            raise _aio.Retryable(f"connection error: {type(cause).__name__}: {cause}") from None
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
 class _OpenAIBase:
     """What both API backends share: client, key, retries, concurrency, usage and cost."""
 
@@ -190,6 +226,7 @@ class _OpenAIBase:
         api_key: Any = None,
         http_client: Any = None,
         backoff_base: float | str = 0.5,
+        transport: str = "openai",
     ) -> None:
         if api_key is not None:
             # Never echo the value: it would land in logs and error reports.
@@ -223,7 +260,10 @@ class _OpenAIBase:
         self._loop = _aio.LoopThread()
         weakref.finalize(self, self._loop.close)  # stop the loop's thread when the backend goes
         self._http_client = http_client
-        self._client: _Clients | None = None
+        if transport not in {"openai", "httpcore"}:
+            raise BackendError(f"{self.name}: transport must be openai (the openai package, default) or httpcore")
+        self.transport = transport
+        self._client: _Clients | _SDKTransport | None = None
         self._key: str | None = None
         self._headers: dict[str, str] = {}
 
@@ -259,7 +299,7 @@ class _OpenAIBase:
             raise BackendError(f"{self.name}: set {DEFAULT_KEY_ENV} (or name another variable with api_key_env=NAME)")
         return "EMPTY"  # local servers (vLLM, llama.cpp) take any key
 
-    def _get_client(self) -> _Clients:
+    def _get_client(self) -> _Clients | _SDKTransport:
         if self._client is None:
             try:
                 import httpcore  # noqa: F401
@@ -271,7 +311,10 @@ class _OpenAIBase:
             self._key = self._api_key()
             self._headers = {"Authorization": f"Bearer {self._key}", "Content-Type": "application/json",
                              "Accept": "application/json", "User-Agent": f"evalharness/{__version__}"}
-            self._client = _Clients(self.timeout, self.base_url, self._http_client)
+            if self.transport == "openai":
+                self._client = _SDKTransport(self._key, self.base_url, self.timeout, self._http_client)
+            else:
+                self._client = _Clients(self.timeout, self.base_url, self._http_client)
         return self._client
 
     def _scrub(self, text: str) -> str:
