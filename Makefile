@@ -7,13 +7,13 @@ STAMP := $(VENV)/.installed
 # A bare `torch` pulls a multi-GB CUDA build; on a CPU machine pin the CPU wheel.
 # GPU machines: make install TORCH_SPEC=torch
 TORCH_SPEC ?= $(shell if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo torch; else echo torch==2.13.0; fi)
-EXTRAS := hf,api,bertscore,data,dev
+EXTRAS := hf,api,bertscore,data,distributed,dev
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 DEMO_OUT ?= runs/demo
 
-.PHONY: install demo test lint typecheck pytest bench clean
+.PHONY: install demo test test-slow lint typecheck pytest bench clean
 
 install: $(STAMP)
 
@@ -42,6 +42,10 @@ pytest: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test: lint typecheck pytest
+
+# The slow lanes (every built-in task, judge end to end, gate power, vLLM when installed): opt-in locally, run by CI.
+test-slow: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow
 
 bench: install
 	$(BIN)/python bench/run_all.py

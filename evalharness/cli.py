@@ -80,6 +80,13 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and sampling (default 0)")
     p.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples for CIs (default 1000)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="who computes the batches: this process (default; under accelerate launch / torchrun / "
+                        "mpirun each rank takes its share) or model replicas on a Ray cluster")
+    p.add_argument("--ray-address", default=None,
+                   help="--executor ray: the cluster to join (HOST:PORT or auto); default: start a local one")
+    p.add_argument("--ray-workers", type=_positive_int, default=None,
+                   help="--executor ray: model replicas (default: one per GPU, else one per node)")
 
 
 @command("run", "evaluate a model on tasks", _add_run)
@@ -112,8 +119,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         use_cache=not args.no_cache, seed=args.seed, bootstrap_resamples=args.bootstrap,
         progress=not args.no_progress, judge_model=args.judge_model,
         judge_model_args=parse_model_args(args.judge_model_args), groups=groups,
+        executor=args.executor, ray_address=args.ray_address, ray_workers=args.ray_workers or None,
     )
     results = evaluate(cfg)
+    if "shard" in results:  # a launcher rank other than 0: rank 0 prints and writes the results
+        sh = results["shard"]
+        print(f"rank {sh['rank']}/{sh['world_size']}: computed {sh['computed']} request(s); rank 0 writes the results")
+        return 0
     print(summary_table(results))
     from evalharness.usage import usage_line
 

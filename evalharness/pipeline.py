@@ -16,15 +16,16 @@ from evalharness.backends.base import Backend, load_backend
 from evalharness.build import Prompt, render_prompt, requests_for, to_output
 from evalharness.cache import NullCache, ResponseCache, default_home
 from evalharness.data import fewshot_pool, load_samples
-from evalharness.errors import BackendError, EvalHarnessError, SpecError
+from evalharness.distributed import Launch, ShardedExecutor
+from evalharness.errors import BackendError, EvalHarnessError, SpecError, UsageError
 from evalharness.group_specs import ResolvedGroup
 from evalharness.metrics.base import Metric, build_metric, score_all
 from evalharness.prompts import check_template, template_hash
 from evalharness.results import SampleLog, read_jsonl_tolerant, redact, samples_path, write_json, write_jsonl
-from evalharness.runner import RunStats, run_requests
+from evalharness.runner import Executor, RunStats, compute_requests, run_requests
 from evalharness.specs import LoadedTask
 from evalharness.stats import bootstrap
-from evalharness.types import Output, Response, Sample
+from evalharness.types import Output, Request, Response, Sample
 from evalharness.usage import judge_entry, run_usage, usage_json
 
 
@@ -49,6 +50,9 @@ class RunConfig:
     judge_model_args: dict[str, Any] = field(default_factory=dict)
     groups: Sequence[ResolvedGroup] = ()  # task groups whose micro/macro scores results.json gets
     name: str | None = None  # the model's display name (suites), recorded as results.json model.name
+    executor: str = "local"  # local (a launcher's ranks are detected by themselves) or ray
+    ray_address: str | None = None  # ray: an existing cluster (ray://HOST:PORT or HOST:PORT); None starts one
+    ray_workers: int | None = None  # ray: model replicas (default: one per GPU, else per 1 CPU... see ray_executor)
 
 
 def _hash(data: Any) -> str:
@@ -112,15 +116,23 @@ def _record(sample: Sample, prompt: Prompt | None, keys: list[str], responses: l
     return rec
 
 
-def evaluate_task(task: LoadedTask, backend: Backend, cache: ResponseCache | NullCache, cfg: RunConfig) -> dict[str, Any]:
-    """Run one task and write its per-sample log; returns its results.json entry."""
-    started = time.time()
-    spec = task.spec
-    metrics = _metrics_for(task)
-    if any(m.name == "judge" for m in spec.metrics):
-        from evalharness.judging.metric import bind_judges
+@dataclass
+class _Prepared:
+    """A task's samples, prompts and requests, built the same way on every rank and worker."""
 
-        bind_judges(metrics, cfg.judge_model, cfg.judge_model_args, cache, cfg.progress)
+    samples: list[Sample]
+    prompts: list[Prompt | None]
+    per_sample: list[list[Request]]
+    fingerprint: dict[str, Any]
+    fp: str
+
+    @property
+    def flat(self) -> list[Request]:
+        return [r for reqs in self.per_sample for r in reqs]
+
+
+def _prepare(task: LoadedTask, backend: Backend, cfg: RunConfig) -> _Prepared:
+    spec = task.spec
     samples = load_samples(task, cfg.limits.get(spec.name, cfg.limit))
     chat = _use_chat(task, backend, cfg.chat_template)
     prompts = _prompts(task, samples, cfg, chat)
@@ -137,13 +149,44 @@ def evaluate_task(task: LoadedTask, backend: Backend, cache: ResponseCache | Nul
     }
     fp = _hash({k: v for k, v in fingerprint.items() if k != "sample_ids_hash"})
     per_sample = [requests_for(task, s, pr) for s, pr in zip(samples, prompts, strict=True)]
-    flat = [r for reqs in per_sample for r in reqs]
+    return _Prepared(samples, prompts, per_sample, fingerprint, fp)
 
-    log_path = samples_path(cfg.output, spec.name)
+
+def _known(log_path: Path, fp: str) -> dict[str, Response]:
+    """Resume: the responses a previous run of the same task and configuration finished."""
     known: dict[str, Response] = {}
-    for rec in read_jsonl_tolerant(log_path):  # resume: reuse what a previous run finished
+    for rec in read_jsonl_tolerant(log_path):
         if rec.get("fp") == fp and "error" not in rec:
             known.update(zip(rec.get("keys", []), (Response.from_json(r) for r in rec.get("responses", [])), strict=False))
+    return known
+
+
+def compute_shard(task: LoadedTask, backend: Backend, cache: ResponseCache | NullCache, cfg: RunConfig,
+                  executor: Executor) -> RunStats:
+    """A launcher rank other than 0: compute this rank's batches of the task; rank 0 scores."""
+    _metrics_for(task)  # a bad metric fails on every rank, before any work
+    prep = _prepare(task, backend, cfg)
+    _, _, stats = compute_requests(backend, prep.flat, cache, known=_known(samples_path(cfg.output, task.spec.name), prep.fp),
+                                   desc=task.spec.name, progress=False, executor=executor)
+    return stats
+
+
+def evaluate_task(task: LoadedTask, backend: Backend, cache: ResponseCache | NullCache, cfg: RunConfig,
+                  executor: Executor | None = None) -> dict[str, Any]:
+    """Run one task and write its per-sample log; returns its results.json entry."""
+    started = time.time()
+    spec = task.spec
+    metrics = _metrics_for(task)
+    if any(m.name == "judge" for m in spec.metrics):
+        from evalharness.judging.metric import bind_judges
+
+        bind_judges(metrics, cfg.judge_model, cfg.judge_model_args, cache, cfg.progress)
+    prep = _prepare(task, backend, cfg)
+    samples, prompts, per_sample, fingerprint, fp = prep.samples, prep.prompts, prep.per_sample, prep.fingerprint, prep.fp
+    flat = prep.flat
+
+    log_path = samples_path(cfg.output, spec.name)
+    known = _known(log_path, fp)  # resume: reuse what a previous run finished
     log = SampleLog(log_path)
     logged: set[int] = set()
     have: dict[str, Response] = {}
@@ -167,7 +210,8 @@ def evaluate_task(task: LoadedTask, backend: Backend, cache: ResponseCache | Nul
 
     try:
         responses, keys, stats = run_requests(
-            backend, flat, cache, known=known, on_batch=on_batch, desc=spec.name, progress=cfg.progress
+            backend, flat, cache, known=known, on_batch=on_batch, desc=spec.name, progress=cfg.progress,
+            executor=executor,
         )
     finally:
         log.close()
@@ -239,9 +283,13 @@ def open_cache(cfg: RunConfig) -> ResponseCache | NullCache:
 def evaluate(cfg: RunConfig) -> dict[str, Any]:
     """Evaluate every task on one model and write `results.json` into `cfg.output`."""
     started = time.time()
-    backend = load_backend(cfg.model, cfg.model_args)
+    launch, model_args = _launch(cfg)
+    backend = load_backend(cfg.model, model_args)
     cache = open_cache(cfg)
     cfg.output.mkdir(parents=True, exist_ok=True)
+    executor = _executor(cfg, launch, model_args)
+    if isinstance(executor, ShardedExecutor) and not executor.is_main:
+        return _run_rank(cfg, backend, cache, executor)
     results: dict[str, Any] = {
         "schema_version": 1,
         "harness": {"name": "evalharness", "version": __version__},
@@ -261,8 +309,16 @@ def evaluate(cfg: RunConfig) -> dict[str, Any]:
     }
     try:
         for task in cfg.tasks:
-            results["tasks"][task.spec.name] = evaluate_task(task, backend, cache, cfg)
+            if isinstance(executor, ShardedExecutor):
+                executor.begin_task(task.spec.name)
+            results["tasks"][task.spec.name] = evaluate_task(task, backend, cache, cfg, executor)
+        if executor is not None:
+            results["executor"] = _executor_json(executor)
+            if isinstance(executor, ShardedExecutor):
+                executor.finish()  # merged: the shard files go
     finally:
+        if executor is not None:
+            executor.close()
         cache.close()
     if cfg.groups:
         from evalharness.groups import compute_groups
@@ -272,3 +328,50 @@ def evaluate(cfg: RunConfig) -> dict[str, Any]:
     results["duration_s"] = round(time.time() - started, 3)
     write_json(cfg.output / "results.json", results)
     return results
+
+
+def _launch(cfg: RunConfig) -> tuple[Launch | None, dict[str, Any]]:
+    """A launcher's rank (accelerate launch, torchrun, mpirun), and the model args of this rank."""
+    from evalharness.distributed import detect, launch_from_env, local_device
+
+    if cfg.executor == "ray":
+        if detect() is not None:
+            raise UsageError("--executor ray runs in one driver process: do not start it under a launcher")
+        return None, cfg.model_args
+    if cfg.executor != "local":
+        raise UsageError(f"--executor must be local or ray, got {cfg.executor!r}")
+    launch = launch_from_env()
+    return launch, (local_device(cfg.model_args, launch) if launch else cfg.model_args)
+
+
+def _executor(cfg: RunConfig, launch: Launch | None, model_args: dict[str, Any]) -> Executor | None:
+    if launch is not None:
+        return ShardedExecutor(launch, cfg.output)
+    if cfg.executor == "ray":
+        from evalharness.ray_executor import RayExecutor
+
+        return RayExecutor(cfg.model, model_args, address=cfg.ray_address, workers=cfg.ray_workers,
+                           log_path=cfg.output / "executor.jsonl")
+    return None
+
+
+def _executor_json(executor: Executor) -> dict[str, Any]:
+    if isinstance(executor, ShardedExecutor):
+        return {"name": executor.name, "world_size": executor.launch.world, "launch_id": executor.launch.launch_id}
+    return {"name": executor.name, **getattr(executor, "stats", {})}
+
+
+def _run_rank(cfg: RunConfig, backend: Backend, cache: ResponseCache | NullCache, executor: ShardedExecutor) -> dict[str, Any]:
+    """A launcher rank other than 0: its share of every task's batches; rank 0 writes the results."""
+    computed = 0
+    try:
+        for task in cfg.tasks:
+            executor.begin_task(task.spec.name)
+            computed += compute_shard(task, backend, cache, cfg, executor).computed
+    except BaseException as exc:
+        executor.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        executor.close()
+        cache.close()
+    return {"shard": {"rank": executor.launch.rank, "world_size": executor.launch.world, "computed": computed}}

@@ -2,6 +2,11 @@
 
 Each finished batch is written to the cache before the next starts, so a crash loses at
 most the batch in flight. `on_batch` lets the caller persist per-sample results as they land.
+
+Who computes the batches is an `Executor`: `LocalExecutor` (this process), the launcher shards
+of `distributed.py` (`accelerate launch` / `torchrun` / `mpirun`: rank r takes batches r, r+N,
+...) or the Ray workers of `ray_executor.py`. Every executor is handed the same batches a
+single process would run, so each batch has the same composition and the same results.
 """
 
 from __future__ import annotations
@@ -9,9 +14,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from evalharness.backends.base import Backend, run_kind
 from evalharness.cache import NullCache, ResponseCache, request_key
+from evalharness.errors import BackendError
 from evalharness.types import REQUEST_KINDS, Request, RequestKind, Response
 
 
@@ -28,6 +35,54 @@ class RunStats:
     computed_completion_tokens: int = 0
     batches: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Piece:
+    """A finished batch: its keys and responses; `cached` when they came from a cache, not a model."""
+
+    keys: list[str]
+    responses: list[Response]
+    cached: bool = False
+
+
+class Executor(Protocol):
+    """Computes batches of requests. `full_basis` executors split the list of every unique
+    request (cached or not) so that processes which cannot talk to each other agree on who
+    computes what; they look the cache up per batch themselves."""
+
+    name: str
+    full_basis: bool
+
+    def run(
+        self, backend: Backend, kind: RequestKind, chunks: list[list[str]], by_key: dict[str, Request],
+        cache: ResponseCache | NullCache, done: dict[str, Response],
+    ) -> Iterator[Piece]:
+        """Yield each chunk's responses as it finishes, in any order."""
+        ...
+
+    def close(self) -> None:
+        """Release workers (the run is over or broke)."""
+        ...
+
+
+class LocalExecutor:
+    """This process computes every batch (API backends stream theirs, see `_pieces`)."""
+
+    name = "local"
+    full_basis = False
+
+    def run(
+        self, backend: Backend, kind: RequestKind, chunks: list[list[str]], by_key: dict[str, Request],
+        cache: ResponseCache | NullCache, done: dict[str, Response],
+    ) -> Iterator[Piece]:
+        ks = [k for chunk in chunks for k in chunk]
+        size = max((len(c) for c in chunks), default=1)
+        for keys, responses in _pieces(backend, kind, ks, by_key, size):
+            yield Piece(keys, responses)
+
+    def close(self) -> None:
+        return None
 
 
 def _context_text(r: Request) -> str:
@@ -53,8 +108,31 @@ def run_requests(
     on_batch: Callable[[dict[str, Response]], None] | None = None,
     desc: str = "requests",
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> tuple[list[Response], list[str], RunStats]:
     """Responses aligned with `requests`, plus each request's cache key and run statistics."""
+    done, keys, stats = compute_requests(backend, requests, cache, known=known, on_batch=on_batch, desc=desc,
+                                         progress=progress, executor=executor)
+    missing = [k for k in keys if k not in done]
+    if missing:  # an executor that lost work must say so itself; this is the last line of defence
+        raise BackendError(f"{len(set(missing))} request(s) came back from no worker ({desc})")
+    return [done[k] for k in keys], keys, stats
+
+
+def compute_requests(
+    backend: Backend,
+    requests: Sequence[Request],
+    cache: ResponseCache | NullCache,
+    *,
+    known: dict[str, Response] | None = None,
+    on_batch: Callable[[dict[str, Response]], None] | None = None,
+    desc: str = "requests",
+    progress: bool = True,
+    executor: Executor | None = None,
+) -> tuple[dict[str, Response], list[str], RunStats]:
+    """The responses this process got (all of them, except on a launcher rank other than 0),
+    each request's cache key, and run statistics."""
+    executor = executor or LocalExecutor()
     identity = backend.identity()
     keys = [request_key(identity, r) for r in requests]
     stats = RunStats(requests=len(requests))
@@ -63,19 +141,22 @@ def run_requests(
         by_key.setdefault(k, r)
     stats.unique = len(by_key)
     done: dict[str, Response] = dict(known or {})
-    missing = [k for k in by_key if k not in done]
-    cached = cache.get_many(missing)
-    stats.cache_hits = len(cached) + sum(1 for k in by_key if k in (known or {}))
-    done.update(cached)
+    stats.cache_hits = sum(1 for k in by_key if k in done)
+    if executor.full_basis:
+        todo = list(by_key)  # every rank splits the same list; the executor skips what is known
+    else:
+        cached = cache.get_many([k for k in by_key if k not in done])
+        stats.cache_hits += len(cached)
+        done.update(cached)
+        todo = [k for k in by_key if k not in done]
     if on_batch is not None and done:
         on_batch(dict(done))
-    todo = [k for k in by_key if k not in done]
     if todo:
-        _compute(backend, by_key, todo, cache, done, stats, on_batch, desc, progress)
+        _compute(backend, by_key, todo, cache, done, stats, on_batch, desc, progress, executor)
     for resp in done.values():
         stats.prompt_tokens += resp.prompt_tokens
         stats.completion_tokens += resp.completion_tokens
-    return [done[k] for k in keys], keys, stats
+    return done, keys, stats
 
 
 def _pieces(
@@ -103,6 +184,7 @@ def _compute(
     on_batch: Callable[[dict[str, Response]], None] | None,
     desc: str,
     progress: bool,
+    executor: Executor,
 ) -> None:
     from tqdm import tqdm
 
@@ -110,20 +192,27 @@ def _compute(
     try:
         for kind in REQUEST_KINDS:
             ks = sorted((k for k in todo if by_key[k].kind == kind), key=lambda k: _order(by_key[k]))
+            if not ks:
+                continue
             size = max(1, int(getattr(backend, "chunk_size", None) or backend.batch_size))
-            for chunk, responses in _pieces(backend, kind, ks, by_key, size):
-                fresh = dict(zip(chunk, responses, strict=True))
-                cache.put_many(list(fresh.items()))
+            chunks = [ks[start : start + size] for start in range(0, len(ks), size)]
+            for piece in executor.run(backend, kind, chunks, by_key, cache, done):
+                fresh = dict(zip(piece.keys, piece.responses, strict=True))
+                if not piece.cached:
+                    cache.put_many(list(fresh.items()))  # before the log: a logged answer is always cached
                 done.update(fresh)
-                stats.batches += 1
-                stats.computed += sum(1 for r in responses if r.error is None)
-                stats.computed_prompt_tokens += sum(r.prompt_tokens for r in responses)
-                stats.computed_completion_tokens += sum(r.completion_tokens for r in responses)
-                failed = [r.error for r in responses if r.error is not None]
-                stats.failed += len(failed)
-                stats.errors.extend(e for e in failed if e)
+                bar.update(len(piece.keys))
                 if on_batch is not None:
                     on_batch(fresh)
-                bar.update(len(chunk))
+                if piece.cached:
+                    stats.cache_hits += len(fresh)
+                    continue
+                stats.batches += 1
+                stats.computed += sum(1 for r in piece.responses if r.error is None)
+                stats.computed_prompt_tokens += sum(r.prompt_tokens for r in piece.responses)
+                stats.computed_completion_tokens += sum(r.completion_tokens for r in piece.responses)
+                failed = [r.error for r in piece.responses if r.error is not None]
+                stats.failed += len(failed)
+                stats.errors.extend(e for e in failed if e)
     finally:
         bar.close()

@@ -36,8 +36,10 @@ def suite_tasks(suite: LoadedSuite) -> tuple[list[LoadedTask], list[ResolvedGrou
 
 
 def run_suite(suite: LoadedSuite, output: Path, *, cache_dir: Path | None = None, use_cache: bool = True,
-              progress: bool = True, cap: int | None = None, batch_size: str | None = None) -> list[Path]:
-    """Evaluate every model on every task; returns the run directories (one per model)."""
+              progress: bool = True, cap: int | None = None, batch_size: str | None = None,
+              executor: str = "local", ray_address: str | None = None, ray_workers: int | None = None) -> list[Path]:
+    """Evaluate every model on every task; returns the run directories (one per model). Under a
+    launcher (accelerate launch, torchrun, mpirun) only rank 0 returns them; other ranks return []."""
     from evalharness.backends import BACKENDS
 
     spec = suite.spec
@@ -59,10 +61,12 @@ def run_suite(suite: LoadedSuite, output: Path, *, cache_dir: Path | None = None
             seed=spec.seed, bootstrap_resamples=spec.bootstrap, progress=progress,
             judge_model=spec.judge.backend if spec.judge else None,
             judge_model_args=dict(spec.judge.args) if spec.judge else {}, groups=groups, name=m.name,
+            executor=executor, ray_address=ray_address, ray_workers=ray_workers,
         )
         if progress:
             print(f"== {m.name} ({m.backend}) -> {cfg.output}", file=sys.stderr)
-        evaluate(cfg)
+        if "shard" in evaluate(cfg):
+            continue  # a launcher rank other than 0: rank 0 writes the runs and the report
         run_dirs.append(cfg.output)
     return run_dirs
 
@@ -83,7 +87,10 @@ def cmd_run_suite(args: argparse.Namespace) -> int:
     suite = load_suite_file(args.suite)
     output = args.output or Path(suite.spec.output or Path("runs") / suite.spec.name)
     run_dirs = run_suite(suite, output, cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=not args.no_progress,
-                         cap=args.limit, batch_size=args.batch_size)
+                         cap=args.limit, batch_size=args.batch_size, executor=args.executor,
+                         ray_address=args.ray_address, ray_workers=args.ray_workers or None)
+    if not run_dirs:
+        return 0  # a launcher rank other than 0 (its shares are in rank 0's runs)
     failed = 0
     for d in run_dirs:
         results = load_results(d)
