@@ -101,7 +101,9 @@ def test_demo_suite_matches_the_documented_demo() -> None:
     demo = load_suite_file(REPO / "suites" / "demo.yaml")
     assert len(demo.spec.models) >= 2 and {m.backend for m in demo.spec.models} == {"smollm2"}
     tasks, groups, limits = suite_tasks(demo)
-    assert limits == {"arc_easy": 100, "squad": 24, "gsm8k": 6, "lambada_ppl": 40}
-    assert [t.spec.name for t in tasks] == ["arc_easy", "squad", "gsm8k", "lambada_ppl"] and groups == []
+    assert limits == {"arc_easy": 100, "squad": 24, "piqa": 100, "lambada_ppl": 40}
+    assert [t.spec.name for t in tasks] == ["arc_easy", "squad", "piqa", "lambada_ppl"] and groups == []
     makefile = (REPO / "Makefile").read_text()
     assert "run --suite suites/demo.yaml --output $(DEMO_OUT)" in makefile
+    readme = (REPO / "README.md").read_text()
+    assert "100 ARC-Easy questions, 24 SQuAD questions, 100 PIQA questions and 40 LAMBADA passages" in readme
