@@ -3,8 +3,9 @@
 # judged pairwise (both orders) by a judge model, rated with Bradley-Terry (bootstrap 95% CIs).
 #
 #   bench/arena_demo.sh                      # smollm2 answers, smollm2 judges (offline, CPU)
+#   VERDICT=generate bench/arena_demo.sh     # judges write verdicts (default for openai-chat)
 #   PER_CATEGORY=1 bench/arena_demo.sh       # fewer questions (LIMIT=N: the subset's first N)
-#   JUDGE_MAX_TOKENS=48 bench/arena_demo.sh  # judges' replies capped (copies of the built-in judge files)
+#   JUDGE_MAX_TOKENS=48 bench/arena_demo.sh  # generate judges' replies capped (copies of the built-in files)
 #   JUDGE=openai-chat JUDGE_ARGS=model=gpt-4o-mini bench/arena_demo.sh
 #   MODEL=fake JUDGE=fake JUDGE_ARGS='output=[[A]]' bench/arena_demo.sh    # dry run of the plumbing
 #
@@ -13,9 +14,13 @@
 #   greedy   the built-in mt_bench task as is: no system prompt, greedy
 #   t1.0     the same, sampled at temperature 1.0 (seeded)
 #   pirate   greedy, with a system prompt asking for pirate speak that avoids direct answers
+# Judges: VERDICT=likelihood (default, except for JUDGE=openai-chat, which cannot score
+# log-likelihoods): mt_bench_pairwise_likelihood and mt_bench_single_likelihood, whose verdict is the
+# most likely of the allowed verdict strings; VERDICT=generate: mt_bench_pairwise and mt_bench_single,
+# whose verdict is parsed from the judge's reply.
 # Questions: the first PER_CATEGORY (default 2) questions of each of MT-Bench's 8 categories, first
 # turn only (16 of 80 by default, for CPU time). Each run also rates its answers with
-# mt_bench_single (the task's own metric) by the same judge. Everything goes through the response
+# the single-answer judge (the task's metric) by the same judge. Everything goes through the response
 # cache in $CACHE_DIR (default $WORK/cache), so a rerun is free. Wall times go to $WORK/times.txt.
 set -euo pipefail
 
@@ -32,24 +37,26 @@ MODEL_ARGS="${MODEL_ARGS:-}"
 JUDGE="${JUDGE:-smollm2}"
 JUDGE_ARGS="${JUDGE_ARGS:-}"
 JUDGE_MAX_TOKENS="${JUDGE_MAX_TOKENS:-}"  # cap the judges' reply length (built-in: 512) for CPU time
+if [ "$JUDGE" = openai-chat ]; then VERDICT="${VERDICT:-generate}"; else VERDICT="${VERDICT:-likelihood}"; fi
 MODELS=(greedy t1.0 pirate)
 
 mkdir -p "$WORK"
 export EVALHARNESS_DATA_ROOTS="$WORK"  # the subset data file lives outside the task files' folders
 : >"$WORK/times.txt"
 
-"$PY" - "$WORK" "$PER_CATEGORY" "$JUDGE_MAX_TOKENS" <<'EOF'
+"$PY" - "$WORK" "$PER_CATEGORY" "$JUDGE_MAX_TOKENS" "$VERDICT" <<'EOF'
 import json, sys
 from pathlib import Path
 
 import yaml
 
-work, per_cat, cap = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-# The judges: the built-in files, or copies that differ only in generation.max_tokens.
+work, per_cat, cap, verdict = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+# The judges: the built-in files, or (generate) copies that differ only in generation.max_tokens.
+suffix = "_likelihood" if verdict == "likelihood" else ""
 judges = {}
 for name in ("mt_bench_single", "mt_bench_pairwise"):
-    judges[name] = name
-    if cap:
+    judges[name] = name + suffix
+    if cap and not suffix:
         spec = yaml.safe_load(Path(f"judges/{name}.yaml").read_text(encoding="utf-8"))
         spec["generation"] = {**spec.get("generation", {}), "max_tokens": int(cap)}
         spec["description"] = f"{spec['description']} (arena demo copy: max_tokens {cap})"
@@ -110,4 +117,28 @@ timed "arena" "$EH" arena "${MODELS[@]/#/$WORK/runs/}" --judge "$(cat "$WORK/pai
 "$EH" report "$WORK/arena" --output "$WORK/arena/report.html"
 "$EH" report "${MODELS[@]/#/$WORK/runs/}" --format md --output "$WORK/runs/report.md"
 cat "$WORK/runs/report.md"
+
+if [ "$VERDICT" = likelihood ]; then
+    # Supplementary, not the arena's rating: Bradley-Terry on each comparison's swap-averaged
+    # expected win share (the judge's P(first answer's label) + P(tie)/2, averaged over both orders:
+    # a fixed preference for one label cancels). Argmax verdicts that flip with the order are ties.
+    "$PY" - "$WORK/arena" <<'EOF' | tee "$WORK/arena/soft_bt.txt"
+import json, sys
+from pathlib import Path
+
+from evalharness.bradley_terry import rate
+
+arena = Path(sys.argv[1])
+results = json.loads((arena / "results.json").read_text(encoding="utf-8"))
+log = [json.loads(x) for x in (arena / "samples" / "arena.jsonl").read_text(encoding="utf-8").splitlines()]
+comps = [(r["models"][0], r["models"][1], r["expected_share"]) for r in log if "expected_share" in r]
+bt = rate(comps, models=results["arena"]["models"], n_resamples=1000, seed=0)
+print(f"supplementary: Bradley-Terry on swap-averaged expected win shares ({len(comps)} comparisons)")
+for m in bt["models"]:
+    r = bt["ratings"][m]
+    print(f"  {m:8s} {r['rating']:7.1f}  [{r['ci_low']:.1f}, {r['ci_high']:.1f}]  wins {r['wins']:.2f} / {r['n']}")
+for a, row in bt["win_rate"].items():
+    print(f"  {a:8s} " + "  ".join(f"vs {b}: {v:.3f}" for b, v in row.items() if v is not None))
+EOF
+fi
 echo "arena: $WORK/arena/results.json, $WORK/arena/report.html; times: $WORK/times.txt"

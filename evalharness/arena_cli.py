@@ -35,6 +35,9 @@ def arena_table(results: dict[str, Any]) -> str:
     pc = a["position_consistency"]
     lines.append(f"\n{a['n_comparisons']} comparisons, {a['n_unparseable']} unparseable, position consistency "
                  + ("n/a" if isinstance(pc, float) and math.isnan(pc) else f"{pc:.3f}"))
+    if a.get("verdict_method") == "likelihood":
+        lines.append("verdicts: argmax of the judge's log-likelihoods over the allowed verdicts "
+                     "(parse rate 1 by construction)")
     return "\n".join(lines)
 
 
@@ -48,12 +51,14 @@ def cmd_arena(args: argparse.Namespace) -> int:
     opts = judge_options(args)
     if len(opts["judges"]) != 1:
         raise UsageError("--judge: give exactly one judge for an arena")
-    spec = find_judge(opts["judges"][0]).spec
+    loaded = find_judge(opts["judges"][0])
+    spec = loaded.spec
     session = JudgeSession(opts["judges"], opts["judge_model"], opts["judge_model_args"], opts["cache_dir"], opts["use_cache"])
     try:
         assert session.backend is not None
         results = arena(spec, args.runs, session.backend, session.cache, args.output, task=args.task, seed=args.seed,
-                        resamples=args.bootstrap, judge_info=session.describe())
+                        resamples=args.bootstrap, judge_info=session.describe(),
+                        source=str(loaded.path) if loaded.path else opts["judges"][0])
     finally:
         session.close()
     print(arena_table(results))

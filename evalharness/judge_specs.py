@@ -12,6 +12,17 @@ scale and the verdict format. What the template sees:
     criteria   list of {name, description, min, max} (rubric)
     scale_min, scale_max   the judge's scale
 
+How the verdict is read (`verdict`, or `verdict.method`):
+
+    generate     (default) the judge writes a reply; the verdict is parsed from its end, with one
+                 format retry (judging/verdicts.py)
+    likelihood   no text is generated: every verdict the parser would accept ("[[A]]", "[[B]]",
+                 "[[C]]"; "[[1]]".."[[10]]"; a ranking; the rubric's JSON) is scored as the
+                 continuation of the same rendered prompt with loglikelihood requests, and the
+                 verdict is the most likely one (judging/likelihood.py). Needs a judge backend
+                 that scores log-likelihoods. `verdict: likelihood` is short for
+                 `verdict: {method: likelihood}`.
+
 Every answer, reference and context is passed through `neutralize` first (judging/verdicts.py),
 so text under judgment can neither forge a verdict token nor close its own delimiters.
 """
@@ -21,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -30,6 +41,8 @@ from evalharness.specs import Strict, _format_validation_error, parse_yaml, read
 
 JudgeMode = Literal["single", "reference", "rubric", "pairwise", "ranking"]
 VerdictFormat = Literal["bracket_rating", "bracket_choice", "json_criteria", "bracket_ranking"]
+VerdictMethod = Literal["generate", "likelihood"]
+VERDICT_METHODS: tuple[str, ...] = ("generate", "likelihood")
 
 # The one verdict format each mode is parsed with (documented in judging/verdicts.py).
 FORMAT_OF_MODE: dict[str, VerdictFormat] = {
@@ -81,6 +94,8 @@ class InputsSpec(_Strict):
 class VerdictSpec(_Strict):
     format: VerdictFormat | None = None  # default: the mode's format
     reminder: str | None = None  # the retry message; default: the format's own reminder
+    # generate: parse the judge's reply; likelihood: score every allowed verdict (see the docstring)
+    method: VerdictMethod = "generate"
 
 
 class GenerationSpec(_Strict):
@@ -112,6 +127,18 @@ class JudgeSpec(_Strict):
     biases: str | None = Field(default=None, description="known biases and what the harness does about them")
     source: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _verdict_shorthand(cls, data: Any) -> Any:
+        """`verdict: likelihood` (or `generate`) is short for `verdict: {method: ...}`."""
+        if isinstance(data, dict) and isinstance(data.get("verdict"), str):
+            method = data["verdict"]
+            if method not in VERDICT_METHODS:
+                raise ValueError(f"verdict: must be 'generate' or 'likelihood' (or a mapping with format, reminder, "
+                                 f"method), not {method!r}")
+            data = {**data, "verdict": {"method": method}}
+        return data
+
     @model_validator(mode="after")
     def _mode_fields(self) -> JudgeSpec:
         fmt = self.verdict.format or FORMAT_OF_MODE[self.mode]
@@ -126,7 +153,18 @@ class JudgeSpec(_Strict):
         names = [c.name for c in self.criteria]
         if len(set(names)) != len(names):
             raise ValueError("criteria: names must be unique")
+        if self.verdict.method == "likelihood":
+            if self.generation.samples != 1:
+                raise ValueError("generation.samples: likelihood verdicts are deterministic; use 1 "
+                                 "(repeats need verdict: generate)")
+            if self.verdict.reminder is not None:
+                raise ValueError("verdict.reminder: likelihood verdicts are never retried; remove it")
         return self
+
+    @property
+    def likelihood(self) -> bool:
+        """Whether verdicts are read from log-likelihoods instead of generated text."""
+        return self.verdict.method == "likelihood"
 
     @property
     def format(self) -> VerdictFormat:

@@ -10,8 +10,10 @@ are the sample ids every run has (of the one task they share, or `task`). Compar
   rating judges    every answer rated; each pair compared by rating (equal = tie)
 
 Output: a run directory whose results.json holds `arena` (`position_consistency` 0-1,
-`ratings.<model>` with `rating`, `ci_low`, `ci_high`, `win_rate`, counts) and `bradley_terry`
-(see bradley_terry.py), and samples/arena.jsonl with every comparison and its raw verdicts.
+`ratings.<model>` with `rating`, `ci_low`, `ci_high`, `win_rate`, counts, `verdict_method`
+(generate or likelihood) and `parse_rate`) and `bradley_terry` (see bradley_terry.py), and
+samples/arena.jsonl with every comparison and its raw verdicts (likelihood judges: the
+distribution over the allowed verdicts per order, and `expected_share`).
 """
 
 from __future__ import annotations
@@ -100,9 +102,16 @@ def compare(spec: JudgeSpec, runs: dict[str, dict[str, dict[str, Any]]], backend
 
 def arena(spec: JudgeSpec, run_dirs: Sequence[Path], backend: Backend, cache: ResponseCache | NullCache, output: Path,
           task: str | None = None, seed: int = 0, resamples: int = 1000, judge_info: dict[str, Any] | None = None,
-          progress: bool = False) -> dict[str, Any]:
-    """Judge the runs against each other, rate them (Bradley-Terry) and write a run directory."""
+          progress: bool = False, source: str | None = None) -> dict[str, Any]:
+    """Judge the runs against each other, rate them (Bradley-Terry) and write a run directory.
+
+    `source` (the judge file) names the file in the error a likelihood judge gets on a backend
+    that cannot score log-likelihoods; that check comes before any run is read.
+    """
+    from evalharness.judging.likelihood import check_backend
+
     started = time.time()
+    check_backend(spec, backend, source)
     runs: dict[str, dict[str, dict[str, Any]]] = {}
     for d in run_dirs:
         name, recs = load_run(Path(d), task)
@@ -115,6 +124,7 @@ def arena(spec: JudgeSpec, run_dirs: Sequence[Path], backend: Backend, cache: Re
     bt = rate(comps, models=list(runs), n_resamples=resamples, seed=seed)
     consistent = [r["consistent"] for r in log if "consistent" in r]
     statuses = [r.get("status") for r in log]
+    n_judged = len(statuses) - statuses.count("error")
     summary = {
         "models": bt["models"],
         "judge": spec.name,
@@ -122,6 +132,11 @@ def arena(spec: JudgeSpec, run_dirs: Sequence[Path], backend: Backend, cache: Re
         "n_items": len(log),
         "n_comparisons": len(comps),
         "n_unparseable": statuses.count("unparseable"),
+        "n_errors": statuses.count("error"),
+        # generate: verdicts parsed from the judge's text; likelihood: argmax over the allowed
+        # verdicts' log-likelihoods (every verdict parses: parse_rate 1 by construction)
+        "verdict_method": spec.verdict.method,
+        "parse_rate": (n_judged - statuses.count("unparseable")) / n_judged if n_judged else math.nan,
         "n_inconsistent": sum(not c for c in consistent),
         "position_consistency": sum(consistent) / len(consistent) if consistent else math.nan,
         "ratings": {m: {k: r[k] for k in ("rating", "ci_low", "ci_high", "wins", "n")} for m, r in bt["ratings"].items()},

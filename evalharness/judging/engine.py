@@ -9,6 +9,10 @@ Flow for a list of `JudgeItem`s:
      A pairwise item is unparseable when either order's verdict is.
 Chat backends (`is_chat`) get system + user messages; others get one plain prompt.
 
+`verdict: likelihood` replaces steps 2-4: the same rendered prompt is sent as loglikelihood
+requests, one per allowed verdict (judging/likelihood.py), and the most likely verdict is taken;
+nothing is generated, parsed or retried. A judge backend without loglikelihood is refused first.
+
 Structured output: a backend with `supports_json_schema = True` and a method
 `generate_json(requests, schema) -> list[Response]` gets rubric requests with the verdict's JSON
 schema; the schema goes into the cache identity, so structured and free-text replies never mix.
@@ -23,6 +27,7 @@ from typing import Any
 from evalharness.backends.base import Backend
 from evalharness.cache import NullCache, ResponseCache
 from evalharness.judge_specs import JudgeSpec
+from evalharness.judging import likelihood as lk
 from evalharness.judging.verdicts import Verdict, json_schema, labels, neutralize, parse, reminder
 from evalharness.prompts import render
 from evalharness.runner import RunStats, run_requests
@@ -51,6 +56,10 @@ class Call:
     retried: bool = False
     first_raw: str | None = None
     error: str | None = None
+    # verdict: likelihood: the normalised distribution over the allowed verdicts (rubric: one per
+    # criterion) and the expected value (rating; rubric: per criterion; pairwise: win share of answers[0])
+    dist: dict[str, Any] | None = None
+    expected: Any = None
 
 
 @dataclass
@@ -70,9 +79,13 @@ class Judgment:
     consistent: bool | None = None  # pairwise: both orders agreed (all repeats)
     flaky: bool = False  # repeats disagree
     repeat_verdicts: list[Any] = field(default_factory=list)
+    method: str = "generate"  # how verdicts were read: generate (parsed text) or likelihood
+    likelihood: dict[str, Any] | None = None  # distributions and expected values (verdict: likelihood)
 
     def details(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "retried": any(c.retried for c in self.calls)}
+        if self.method != "generate":
+            out["verdict_method"] = self.method
         if self.status in {"unparseable", "error"}:
             out["raw"] = [c.raw for c in self.calls]
             out["first_raw"] = [c.first_raw for c in self.calls if c.retried]
@@ -89,6 +102,8 @@ class Judgment:
         if len(self.repeat_verdicts) > 1:
             out["repeat_verdicts"] = self.repeat_verdicts
             out["flaky"] = self.flaky
+        if self.likelihood:
+            out.update(self.likelihood)
         return out
 
 
@@ -177,6 +192,9 @@ def run_calls(
     `stats`, when given, accumulates the judge's request counts and tokens (retries included).
     """
     from evalharness.usage import merge_stats
+    lk.check_backend(spec, backend)
+    if spec.likelihood:
+        return _likelihood_calls(spec, items, backend, cache, progress, rotate, stats)
     jb = judge_backend(backend, spec)
     chat = bool(getattr(backend, "is_chat", False))
     plan: list[tuple[int, tuple[int, ...], int, Request]] = []
@@ -210,6 +228,90 @@ def run_calls(
     return grouped
 
 
+def _likelihood_calls(
+    spec: JudgeSpec, items: Sequence[JudgeItem], backend: Backend, cache: ResponseCache | NullCache,
+    progress: bool, rotate: bool, stats: RunStats | None,
+) -> list[list[Call]]:
+    """One Call per item x order: every allowed verdict scored as a continuation, the argmax kept."""
+    from evalharness.usage import merge_stats
+
+    chat = bool(getattr(backend, "is_chat", False))
+    slots: list[tuple[int, tuple[int, ...], Request]] = []
+    for idx, item in enumerate(items):
+        for order in _orders(spec, len(item.answers), idx if rotate else 0):
+            slots.append((idx, order, _request(spec, item, order, 0, chat)))
+    desc = f"judge {spec.name} (likelihood)"
+
+    def score(per_slot: list[list[lk.Option]]) -> list[list[Response]]:
+        reqs = [Request(kind="loglikelihood", prompt=base.prompt, messages=base.messages, continuation=o.text)
+                for (_, _, base), opts in zip(slots, per_slot, strict=True) for o in opts]
+        responses, _, got = run_requests(backend, reqs, cache, desc=desc, progress=progress)
+        if stats is not None:
+            merge_stats(stats, got)
+        out, i = [], 0
+        for opts in per_slot:
+            out.append(responses[i: i + len(opts)])
+            i += len(opts)
+        return out
+
+    def failure(resps: Sequence[Response]) -> str | None:
+        for r in resps:
+            if r.error is not None or r.logprob is None:
+                return r.error or "the backend returned no log-likelihood"
+        return None
+
+    calls: list[Call] = []
+    if spec.format == "json_criteria":
+        crit = spec.criteria
+        chosen: list[list[int]] = [[] for _ in slots]
+        dists: list[dict[str, Any]] = [{} for _ in slots]
+        exps: list[dict[str, float]] = [{} for _ in slots]
+        errors: list[str | None] = [None] * len(slots)
+        for k, c in enumerate(crit):
+            opts = [[] if errors[s] else lk.criterion_options(crit, k, chosen[s]) for s in range(len(slots))]
+            for s, resps in enumerate(score(opts)):
+                if errors[s]:
+                    continue
+                errors[s] = failure(resps)
+                if errors[s]:
+                    continue
+                lps = [float(r.logprob or 0.0) for r in resps]
+                probs = lk.normalise(lps)
+                values = [int(o.value) for o in opts[s]]
+                chosen[s].append(values[lk.argmax(lps)])
+                dists[s][c.name] = {str(v): round(p, 6) for v, p in zip(values, probs, strict=True)}
+                exps[s][c.name] = lk.expected(values, probs)
+        for s, (_, order, _) in enumerate(slots):
+            if errors[s]:
+                calls.append(Call(order=order, repeat=0, verdict=Verdict(False, reason="backend error"), raw="", error=errors[s]))
+                continue
+            value = {c.name: float(v) for c, v in zip(crit, chosen[s], strict=True)}
+            calls.append(Call(order=order, repeat=0, verdict=Verdict(True, value), raw=lk.rubric_text(crit, chosen[s]),
+                              dist=dists[s], expected=exps[s]))
+    else:
+        opts = [lk.options(spec, len(order)) for _, order, _ in slots]
+        for (_, order, _), os, resps in zip(slots, opts, score(opts), strict=True):
+            err = failure(resps)
+            if err:
+                calls.append(Call(order=order, repeat=0, verdict=Verdict(False, reason="backend error"), raw="", error=err))
+                continue
+            lps = [float(r.logprob or 0.0) for r in resps]
+            probs = lk.normalise(lps)
+            best = os[lk.argmax(lps)]
+            dist = {o.text: round(p, 6) for o, p in zip(os, probs, strict=True)}
+            exp: float | None = None
+            if spec.format == "bracket_rating":
+                exp = lk.expected([float(o.value) for o in os], probs)
+            elif spec.format == "bracket_choice":
+                p = dict(zip([o.value for o in os], probs, strict=True))
+                exp = (p["A"] if order[0] == 0 else p["B"]) + 0.5 * p["C"]  # win share of answers[0]
+            calls.append(Call(order=order, repeat=0, verdict=Verdict(True, best.value), raw=best.text, dist=dist, expected=exp))
+    grouped: list[list[Call]] = [[] for _ in items]
+    for (idx, _, _), call in zip(slots, calls, strict=True):
+        grouped[idx].append(call)
+    return grouped
+
+
 def _share(call: Call) -> float:
     """Win share of answers[0] in a pairwise call (A/B refer to prompt order)."""
     v = call.verdict.value
@@ -221,6 +323,31 @@ def _share(call: Call) -> float:
 
 def combine(spec: JudgeSpec, item: JudgeItem, calls: list[Call]) -> Judgment:
     """One Judgment per item from its calls (all repeats and orders)."""
+    if not spec.likelihood:
+        return _combine(spec, item, calls)
+    if any(c.error for c in calls):  # no text to be unparseable: a failed score is an error
+        return Judgment(item.id, "error", None, calls, method="likelihood")
+    j = _combine(spec, item, calls)
+    j.method = "likelihood"
+    j.likelihood = _likelihood_details(spec, calls)
+    return j
+
+
+def _likelihood_details(spec: JudgeSpec, calls: list[Call]) -> dict[str, Any]:
+    """Per-item extras of a likelihood judgment: distributions, and expected values (means over calls)."""
+    out: dict[str, Any] = {"distributions": [c.dist for c in calls]}
+    if spec.mode in {"single", "reference"}:
+        out["expected_score"] = sum(c.expected for c in calls) / len(calls)
+    elif spec.mode == "rubric":
+        crit = {cr.name: sum(c.expected[cr.name] for c in calls) / len(calls) for cr in spec.criteria}
+        out["expected_criteria"] = crit
+        out["expected_score"] = _rubric_value(spec, crit)
+    elif spec.mode == "pairwise":
+        out["expected_share"] = sum(c.expected for c in calls) / len(calls)
+    return out
+
+
+def _combine(spec: JudgeSpec, item: JudgeItem, calls: list[Call]) -> Judgment:
     if any(c.error for c in calls) and not any(c.verdict.ok for c in calls):
         return Judgment(item.id, "error", None, calls)
     if not all(c.verdict.ok for c in calls):

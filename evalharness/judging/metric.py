@@ -85,15 +85,19 @@ class JudgeMetric:
     higher_is_better = True
     kinds = frozenset({"generate"})
 
-    def __init__(self, spec: JudgeSpec) -> None:
+    def __init__(self, spec: JudgeSpec, source: str | None = None) -> None:
         self.spec = spec
         self.name = spec.name
+        self.source = source  # the judge file, for errors
         self.backend: Backend | None = None
         self.cache: ResponseCache | NullCache = NullCache()
         self.progress = False
         self.judge_stats = RunStats()  # the judge's requests and tokens, kept apart from the model's
 
     def bind(self, backend: Backend, cache: ResponseCache | NullCache, progress: bool = False) -> None:
+        from evalharness.judging.likelihood import check_backend
+
+        check_backend(self.spec, backend, self.source)  # a likelihood judge on a chat-only API: refused now
         self.backend, self.cache, self.progress = backend, cache, progress
 
     def score(self, sample: Sample, output: Output) -> Score:
@@ -130,14 +134,27 @@ def summarize(spec: JudgeSpec, details: Sequence[dict[str, Any]], values: Sequen
     statuses = [d.get("status") for d in details]
     n_parsed = sum(s == "parsed" for s in statuses)
     n_unp = sum(s == "unparseable" for s in statuses)
+    n_err = sum(s == "error" for s in statuses)
+    n_judged = len(details) - n_err
     out: dict[str, Any] = {
         "n": n_parsed,
         "n_unparseable": n_unp,
         "unparseable_rate": n_unp / len(details) if details else math.nan,
+        # verdicts that parsed, of the judge replies that came back (1 by construction under likelihood)
+        "parse_rate": (n_judged - n_unp) / n_judged if n_judged else math.nan,
         "n_retried": sum(bool(d.get("retried")) for d in details),
-        "n_errors": sum(s == "error" for s in statuses),
-        "judge": {"name": spec.name, "mode": spec.mode, "scale": list(spec.value_range)},
+        "n_errors": n_err,
+        "judge": {"name": spec.name, "mode": spec.mode, "scale": list(spec.value_range), "verdict": spec.verdict.method},
     }
+    if spec.likelihood:
+        # verdicts are the argmax over the allowed verdicts' log-likelihoods, never parsed text
+        out["verdict_method"] = "likelihood"
+        expected = [d["expected_score"] for d in details if "expected_score" in d]
+        if expected:  # G-Eval style: the probability-weighted score, beside the argmax mean (`value`)
+            out["expected_score"] = sum(expected) / len(expected)
+        shares = [d["expected_share"] for d in details if "expected_share" in d]
+        if shares:
+            out["expected_share"] = sum(shares) / len(shares)
     if spec.mode == "pairwise" and spec.pairwise.swap:
         judged = [d for d in details if "consistent" in d]
         out["n_inconsistent"] = sum(not d["consistent"] for d in judged)
@@ -180,7 +197,8 @@ def _as_label(v: Any) -> Any:
 def judge_metric(judge: str, question: str | None = None, reference: str | None = None, context: str | None = None,
                  samples: int | None = None, temperature: float | None = None) -> JudgeMetric:
     """The `judge` metric factory: a judge by built-in name or path, with optional input overrides."""
-    spec = find_judge(judge).spec
+    loaded = find_judge(judge)
+    spec = loaded.spec
     inputs: dict[str, Any] = {}
     for key, val in (("question", question), ("reference", reference), ("context", context)):
         if val is not None:
@@ -195,7 +213,7 @@ def judge_metric(judge: str, question: str | None = None, reference: str | None 
         data["inputs"].update(inputs)
         data["generation"].update(gen)
         spec = JudgeSpec.model_validate(data)
-    return JudgeMetric(spec)
+    return JudgeMetric(spec, source=str(loaded.path) if loaded.path else judge)
 
 
 def needs_judge(metrics: Sequence[Any]) -> bool:
@@ -242,7 +260,8 @@ class JudgeSession:
         from evalharness.results import redact
 
         return {
-            "judges": {m.name: {"mode": m.spec.mode, "spec": m.spec.model_dump(exclude_none=True)} for m in self.metrics},
+            "judges": {m.name: {"mode": m.spec.mode, "verdict": m.spec.verdict.method, "spec": m.spec.model_dump(exclude_none=True)}
+                       for m in self.metrics},
             "backend": self.model,
             "args": redact(self.model_args),
             "identity": self.backend.identity() if self.backend is not None else None,
