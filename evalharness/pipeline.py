@@ -16,7 +16,7 @@ from evalharness.backends.base import Backend, load_backend
 from evalharness.build import Prompt, render_prompt, requests_for, to_output
 from evalharness.cache import NullCache, ResponseCache, default_home
 from evalharness.data import fewshot_pool, load_samples
-from evalharness.distributed import Launch, ShardedExecutor
+from evalharness.distributed import Launch, ShardedExecutor, detect, launch_from_env, local_device
 from evalharness.errors import BackendError, EvalHarnessError, SpecError, UsageError
 from evalharness.group_specs import ResolvedGroup
 from evalharness.metrics.base import Metric, build_metric, score_all
@@ -52,7 +52,7 @@ class RunConfig:
     name: str | None = None  # the model's display name (suites), recorded as results.json model.name
     executor: str = "local"  # local (a launcher's ranks are detected by themselves) or ray
     ray_address: str | None = None  # ray: an existing cluster (ray://HOST:PORT or HOST:PORT); None starts one
-    ray_workers: int | None = None  # ray: model replicas (default: one per GPU, else per 1 CPU... see ray_executor)
+    ray_workers: int | None = None  # ray: model replicas (default: one per GPU, else one per node)
 
 
 def _hash(data: Any) -> str:
@@ -333,8 +333,6 @@ def evaluate(cfg: RunConfig) -> dict[str, Any]:
 
 def _launch(cfg: RunConfig) -> tuple[Launch | None, dict[str, Any]]:
     """A launcher's rank (accelerate launch, torchrun, mpirun), and the model args of this rank."""
-    from evalharness.distributed import detect, launch_from_env, local_device
-
     if cfg.executor == "ray":
         if detect() is not None:
             raise UsageError("--executor ray runs in one driver process: do not start it under a launcher")

@@ -67,7 +67,7 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """This process computes every batch (API backends stream theirs, see `_pieces`)."""
+    """This process computes every batch; a backend with `stream` (API backends) streams them."""
 
     name = "local"
     full_basis = False
@@ -76,10 +76,16 @@ class LocalExecutor:
         self, backend: Backend, kind: RequestKind, chunks: list[list[str]], by_key: dict[str, Request],
         cache: ResponseCache | NullCache, done: dict[str, Response],
     ) -> Iterator[Piece]:
-        ks = [k for chunk in chunks for k in chunk]
-        size = max((len(c) for c in chunks), default=1)
-        for keys, responses in _pieces(backend, kind, ks, by_key, size):
-            yield Piece(keys, responses)
+        stream = getattr(backend, "stream", None)
+        if callable(stream) and kind in backend.supports:
+            # API backends keep their requests in flight while the caller saves each piece.
+            ks = [k for chunk in chunks for k in chunk]
+            size = max((len(c) for c in chunks), default=1)
+            for idx, responses in stream(kind, [by_key[k] for k in ks], size):
+                yield Piece([ks[i] for i in idx], responses)
+            return
+        for chunk in chunks:
+            yield Piece(chunk, run_kind(backend, kind, [by_key[k] for k in chunk]))
 
     def close(self) -> None:
         return None
@@ -159,21 +165,6 @@ def compute_requests(
     return done, keys, stats
 
 
-def _pieces(
-    backend: Backend, kind: RequestKind, ks: list[str], by_key: dict[str, Request], size: int
-) -> Iterator[tuple[list[str], list[Response]]]:
-    """(keys, responses) in pieces of at most `size`. A backend with `stream` (API backends) keeps
-    its requests in flight while the caller saves each piece; others get one batch per call."""
-    stream = getattr(backend, "stream", None)
-    if callable(stream) and kind in backend.supports:
-        for idx, responses in stream(kind, [by_key[k] for k in ks], size):
-            yield [ks[i] for i in idx], responses
-        return
-    for start in range(0, len(ks), size):
-        chunk = ks[start : start + size]
-        yield chunk, run_kind(backend, kind, [by_key[k] for k in chunk])
-
-
 def _compute(
     backend: Backend,
     by_key: dict[str, Request],
@@ -198,6 +189,7 @@ def _compute(
             chunks = [ks[start : start + size] for start in range(0, len(ks), size)]
             for piece in executor.run(backend, kind, chunks, by_key, cache, done):
                 fresh = dict(zip(piece.keys, piece.responses, strict=True))
+                seen = sum(1 for k in fresh if k in done)  # resumed answers a sharded rank passes on again
                 if not piece.cached:
                     cache.put_many(list(fresh.items()))  # before the log: a logged answer is always cached
                 done.update(fresh)
@@ -205,7 +197,7 @@ def _compute(
                 if on_batch is not None:
                     on_batch(fresh)
                 if piece.cached:
-                    stats.cache_hits += len(fresh)
+                    stats.cache_hits += len(fresh) - seen  # those were counted when the run started
                     continue
                 stats.batches += 1
                 stats.computed += sum(1 for r in piece.responses if r.error is None)
