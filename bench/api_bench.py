@@ -165,7 +165,7 @@ def span(server_log: dict[str, Any]) -> dict[str, Any]:
             "mean_in_flight": busy / (last - first) if last > first else 0.0, "server_cpu_s": server_log["cpu_s"]}
 
 
-TRANSPORT = "httpcore"
+TRANSPORT = "openai"
 
 
 def ours(server: Server, task: Path, tmp: Path, n: int, conc: int, tag: str) -> dict[str, Any]:
@@ -231,6 +231,8 @@ def report(args: argparse.Namespace, info: dict[str, Any], runs: list[tuple[str,
         f"{args.n:,} chat requests at concurrency {args.concurrency}: ideal span n x {args.latency:g} s / "
         f"{args.concurrency} = {ideal:.2f} s. Span: the server's first arrival to last finish. Wall: the whole "
         "command, start-up included. CPU: the harness process's user+system time.", "",
+        f"evalharness transport: `{args.transport}`"
+        + (" (the default: the openai package with its aiohttp client)." if args.transport == "openai" else "."), "",
         "| harness | requests | span (s) | span / ideal | wall (s) | CPU (s) | CPU ms/request | peak RSS (MB) "
         "| in flight mean / max | server CPU (s) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -267,8 +269,8 @@ def main() -> None:
     ap.add_argument("--big-latency", type=float, default=0.0)
     ap.add_argument("--skip-lmeval", action="store_true")
     ap.add_argument("--skip-big", action="store_true")
-    ap.add_argument("--transport", choices=["openai", "httpcore"], default="httpcore",
-                    help="evalharness's HTTP path: httpcore (the recorded figures) or the openai package (the default in use)")
+    ap.add_argument("--transport", choices=["openai", "httpcore"], default="openai",
+                    help="evalharness's HTTP path: the openai package (default; its aiohttp client) or transport=httpcore")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "api_bench.md")
     ap.add_argument("--keep-logs", type=Path, default=None, help="copy the server's request timelines here")
     args = ap.parse_args()

@@ -82,6 +82,7 @@ class FakeOpenAIServer:
         self.ok = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        self.connections = 0  # TCP connections accepted (keep-alive reuse keeps this low)
         self.faults_served: Counter[str] = Counter()
         self.auth: list[str] = []
         self.bodies: list[dict[str, Any]] = []
@@ -200,6 +201,8 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         # Headers and body go out in two writes: without this, Nagle + delayed ACK add 40 ms.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.owner._lock:
+            self.owner.connections += 1
 
     def log_message(self, format: str, *args: Any) -> None:
         return

@@ -84,6 +84,47 @@ def test_concurrency_limit_is_respected_and_used() -> None:
     assert b.chunk_size >= 16 * 4  # the runner hands over enough requests to fill the slots
 
 
+HTTP_PATHS = ["aiohttp", "httpx", "httpcore"]  # openai package + aiohttp (default), openai package + httpx, ours
+
+
+def _via(path: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Model args (and a patch) that send requests down one HTTP path."""
+    if path == "httpcore":
+        return {"transport": "httpcore"}
+    if path == "httpx":  # as if aiohttp were not installed
+        import openai
+
+        def missing(**_kw: Any) -> Any:
+            raise RuntimeError("aiohttp is not installed")
+
+        monkeypatch.setattr(openai, "DefaultAioHttpClient", missing)
+    return {}
+
+
+@pytest.mark.parametrize("path", HTTP_PATHS)
+def test_connections_are_kept_alive_and_bounded_by_the_concurrency(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Keep-alive connections, reused: 200 requests at concurrency 6 open at most 6 connections
+    # (a connection per request, or one never handed back, would open ~200).
+    with FakeOpenAIServer(latency=0.01) as srv:
+        b = _completions(srv, max_concurrency="6", **_via(path, monkeypatch))
+        out = b.generate([_gen(f"Q{i}") for i in range(200)])
+        b.close()
+    assert all(r.error is None for r in out)
+    assert srv.max_in_flight == 6 and 1 <= srv.connections <= 6
+
+
+@pytest.mark.parametrize("path", HTTP_PATHS)
+def test_every_http_path_names_a_dropped_connection_and_a_timeout(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeOpenAIServer(stall=1.0) as srv:
+        srv.script.extend(["drop", "timeout"])
+        b = _completions(srv, timeout="0.3", max_retries="0", max_concurrency="1", **_via(path, monkeypatch))
+        dropped, stalled, fine = b.generate([_gen("Q1"), _gen("Q2"), _gen("Q3")])
+        b.close()
+    assert dropped.error is not None and "connection error" in dropped.error, dropped.error
+    assert stalled.error is not None and "timed out after 0.3 s" in stalled.error, stalled.error
+    assert fine.error is None and fine.text
+
+
 def test_retry_after_is_honoured(server: FakeOpenAIServer) -> None:
     server.retry_after = "0.4"
     server.script.extend(["429"])

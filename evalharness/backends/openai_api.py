@@ -9,14 +9,15 @@ retries comes back as a Response with `error`: its sample is marked failed, neve
 retried on the next run.
 
 HTTP: by default through the `openai` package's client (`_SDKTransport`, its retries off; ours
-apply), which POSTs the API's JSON that we build and returns the raw reply we parse. With
-`transport=httpcore` (`_Clients`) each request in flight has its own one-connection httpcore
-pool instead, reused LIFO, all sharing one TLS context; httpx does the calls where an
-environment proxy applies or a client is passed in. That path exists for throughput: measured at
-concurrency 64 on 2 cores (bench/results/api_bench.md), one shared 64-connection pool cost about
-2 ms of CPU per request (httpcore scans and probes every pooled connection on each request and
-each release) and the `openai` package's client about 0.7 ms more (option models, body
-transforms); the httpcore path takes about 0.5 ms, which keeps 64 slots at 10 requests/s busy.
+apply), which POSTs the API's JSON that we build and returns the raw reply we parse; its
+connections are one keep-alive connection per request in flight (`_pooled_transport`). With
+`transport=httpcore` (`_Clients`) the package is bypassed: each request in flight has its own
+one-connection httpcore pool, reused LIFO, all sharing one TLS context; httpx does the calls
+where an environment proxy applies or a client is passed in. Measured at concurrency 64 on 2
+cores, client CPU per request (bench/results/api_bench.md): the package's default client
+1.4-1.5 ms (one shared pool of up to 1,000 connections, which httpcore scans and probes on each
+request and each release), the package with our pooled transport 0.9-1.0 ms (the rest is its
+option models, header building and httpx's request/response models), httpcore 0.4-0.5 ms.
 
 Log-likelihood uses the completions API with `echo=True, logprobs=1, max_tokens=1` (as
 lm-evaluation-harness's `local-completions`): the server echoes the prompt's tokens with their
@@ -37,6 +38,7 @@ The API key is never a model arg: it is read from OPENAI_API_KEY or the variable
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -170,17 +172,81 @@ class _Clients:
         self.idle.clear()
 
 
+def _pooled_transport(httpx_mod: Any) -> Any:
+    """An HTTP transport for the `openai` package's own httpx (`httpx_mod`): one keep-alive
+    connection per request in flight, each its own pool, reused LIFO, sharing one TLS context.
+
+    The package's default client keeps one pool of up to 1,000 connections, which httpcore scans
+    and probes on every request and every release: O(pool) CPU per request, about 0.5 ms of the
+    1.4 ms a request cost at concurrency 64 (bench/results/api_bench.md). The limiter bounds the
+    requests in flight, so at most that many pools exist. Environment proxies still apply: httpx
+    routes proxied URLs to its own proxy mounts before this transport.
+    """
+
+    class PerRequestPools(httpx_mod.AsyncBaseTransport):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.tls = httpx_mod.create_ssl_context()
+            self.limits = httpx_mod.Limits(max_connections=1, max_keepalive_connections=1)
+            self.idle: list[Any] = []
+            self.all: list[Any] = []
+
+        async def handle_async_request(self, request: Any) -> Any:
+            if self.idle:
+                pool = self.idle.pop()
+            else:
+                pool = httpx_mod.AsyncHTTPTransport(verify=self.tls, limits=self.limits)
+                self.all.append(pool)
+            try:
+                response = await pool.handle_async_request(request)
+                await response.aread()  # the whole body before the connection is lent again
+                return response
+            finally:
+                self.idle.append(pool)
+
+        async def aclose(self) -> None:
+            for pool in self.all:
+                await pool.aclose()
+            self.all.clear()
+            self.idle.clear()
+
+    return PerRequestPools()
+
+
+def _sdk_http_client(openai: Any, timeout: float) -> Any:
+    """The HTTP client the `openai` package is given: its own aiohttp client where aiohttp is
+    installed (the `api` extra installs it), else its httpx with `_pooled_transport`."""
+    import importlib
+
+    try:
+        return openai.DefaultAioHttpClient(timeout=timeout)  # openai[aiohttp]
+    except (AttributeError, RuntimeError):  # an older openai, or aiohttp missing
+        pass
+    # The package's httpx (httpx2 in openai 3.x, httpx before): its errors are the ones it maps.
+    root = next(c.__module__.split(".")[0] for c in openai.DefaultAsyncHttpxClient.__mro__
+                if not c.__module__.startswith("openai"))
+    return openai.DefaultAsyncHttpxClient(timeout=timeout, transport=_pooled_transport(importlib.import_module(root)))
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The deepest exception behind `exc` that is not a task cancellation (how a deadline ends)."""
+    chain = [exc]
+    while (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None and nxt not in chain:
+        chain.append(nxt)
+    return next((e for e in reversed(chain) if not isinstance(e, asyncio.CancelledError)), exc)
+
+
 class _SDKTransport:
     """The default transport: the `openai` package's client (its HTTP stack, TLS, proxies and
     headers) with its own retries off (`max_retries=0`): retries, backoff and concurrency are ours.
-    Same interface as `_Clients`; the faster httpcore path is `transport=httpcore`."""
+    Unless a client is passed in, the package gets `_sdk_http_client`. Same interface as
+    `_Clients`; the leaner httpcore path is `transport=httpcore`."""
 
     def __init__(self, key: str, base_url: str, timeout: float, http_client: Any = None) -> None:
         import openai
 
         self.base_url = base_url
         self.client = openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0,
-                                         http_client=http_client)
+                                         http_client=http_client or _sdk_http_client(openai, timeout))
 
     async def post(self, url: str, content: bytes, headers: dict[str, str]) -> _Reply:
         """POST the JSON body; HTTP statuses come back as replies, transport failures as Retryable."""
@@ -194,10 +260,12 @@ class _SDKTransport:
             return _Reply(r.status_code, r.content, r.headers)
         except openai.APIStatusError as exc:
             return _Reply(exc.status_code, exc.response.content, exc.response.headers)
-        except openai.APITimeoutError:
-            raise _aio.Retryable("timed out") from None
-        except openai.APIConnectionError as exc:  # refused, reset, dropped mid-reply
-            cause = exc.__cause__ or exc
+        except openai.APIConnectionError as exc:  # timed out, refused, reset, dropped mid-reply
+            # APITimeoutError included: the aiohttp client maps a dropped connection to a
+            # ConnectTimeout, so what happened is read off the root cause.
+            cause = _root_cause(exc)
+            if isinstance(cause, TimeoutError) or "Timeout" in type(cause).__name__:
+                raise _aio.Retryable("timed out") from None
             raise _aio.Retryable(f"connection error: {type(cause).__name__}: {cause}") from None
 
     async def aclose(self) -> None:
