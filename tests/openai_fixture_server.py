@@ -54,6 +54,18 @@ def generation(prompt: str) -> str:
     return " " + " ".join(_WORDS[int(unit(str(i), prompt) * len(_WORDS))] for i in range(n)) + "\nmore text"
 
 
+def fits(schema: dict[str, Any], prompt: str) -> dict[str, Any]:
+    """A deterministic object that fits a flat JSON schema (integers within their bounds)."""
+    out: dict[str, Any] = {}
+    for name, prop in schema.get("properties", {}).items():
+        if prop.get("type") == "integer":
+            lo, hi = int(prop.get("minimum", 0)), int(prop.get("maximum", 10))
+            out[name] = lo + int(unit("fits", name, prompt) * (hi - lo + 1))
+        else:
+            out[name] = f"{name} of the fixture model"
+    return out
+
+
 class FakeOpenAIServer:
     """Start with `with FakeOpenAIServer(...) as server:`; `server.url` is the base URL (…/v1)."""
 
@@ -150,7 +162,11 @@ class FakeOpenAIServer:
     def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         messages = body.get("messages") or []
         prompt = "\n".join(f"{m['role']}: {m['content']}" for m in messages)
-        text = self._cut(generation(prompt), body.get("stop"))
+        fmt = body.get("response_format") or {}
+        if fmt.get("type") == "json_schema":  # structured output: one object that fits the schema
+            text = json.dumps(fits(fmt["json_schema"]["schema"], prompt))
+        else:
+            text = self._cut(generation(prompt), body.get("stop"))
         usage = {"prompt_tokens": len(tokenize(prompt)), "completion_tokens": len(tokenize(text))}
         return {"id": "chat-1", "object": "chat.completion", "model": body.get("model"),
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],

@@ -345,3 +345,45 @@ def test_results_record_tokens_and_cost(fixtures: Path, tmp_path: Path, server: 
     assert usage["cost_usd"] == pytest.approx((usage["prompt_tokens"] * 2 + usage["completion_tokens"] * 8) / 1e6)
     assert _run(fixtures, tmp_path, server, "qa.yaml", out="run2", cache="cache2") == 0
     assert json.loads((tmp_path / "run2" / "results.json").read_text())["tasks"]["toy_qa"]["usage"]["cost_usd"] is None
+
+
+# ---- structured output (rubric judges) ------------------------------------------------------------
+
+
+def _rubric_scores(backend: OpenAIChatBackend) -> list[Any]:
+    from evalharness.cache import NullCache
+    from evalharness.judging.metric import judge_metric
+    from evalharness.types import Output, Sample
+
+    metric = judge_metric("rubric_helpfulness")
+    metric.bind(backend, NullCache())
+    samples = [Sample(id=str(i), fields={"prompt": f"question {i}"}) for i in range(3)]
+    outputs = [Output(generations=(f"answer {i}",), extracted=(f"answer {i}",)) for i in range(3)]
+    return metric.score_batch(samples, outputs)
+
+
+def test_chat_judges_a_rubric_under_its_json_schema(server: FakeOpenAIServer) -> None:
+    from tests.openai_fixture_server import fits
+
+    scores = _rubric_scores(OpenAIChatBackend(model="judge", base_url=server.url, **FAST))
+    assert len(server.bodies) == 3  # one call each: no format-reminder retries
+    fmt = server.bodies[0]["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["strict"] is True
+    schema = fmt["json_schema"]["schema"]
+    assert schema["required"] == ["explanation", "relevance", "accuracy", "completeness", "clarity"]
+    assert schema["properties"]["clarity"] == {"type": "integer", "minimum": 1, "maximum": 5}
+    for i, score in enumerate(scores):  # the calls ran concurrently: find each sample's by its answer
+        [body] = [b for b in server.bodies if f"answer {i}" in b["messages"][-1]["content"]]
+        prompt = "\n".join(f"{m['role']}: {m['content']}" for m in body["messages"])
+        expected = {k: v for k, v in fits(schema, prompt).items() if k != "explanation"}
+        assert score.extra["criteria"] == expected
+        assert score.value == pytest.approx(sum(expected.values()) / 4)
+
+
+def test_structured_output_can_be_switched_off(server: FakeOpenAIServer) -> None:
+    scores = _rubric_scores(OpenAIChatBackend(model="judge", base_url=server.url, structured_output="false", **FAST))
+    assert all("response_format" not in body for body in server.bodies)
+    # The fixture's free text is no JSON verdict: each reply was retried once with a reminder, then unparseable.
+    assert len(server.bodies) == 6 and all(s.extra["status"] == "unparseable" for s in scores)
+    with pytest.raises(BackendError, match="structured_output must be true or false"):
+        OpenAIChatBackend(model="judge", base_url=server.url, structured_output="maybe")

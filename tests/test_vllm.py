@@ -111,6 +111,27 @@ def test_vllm_server_generation_chat_and_loglikelihood(vllm_server: str, hf_refe
     assert [roll.logprob, roll.n_tokens] == pytest.approx(hf_reference["roll"], abs=2e-3)
 
 
+def test_vllm_server_judges_a_rubric_under_its_json_schema(vllm_server: str) -> None:
+    # The embedded 135M model never writes a rubric's JSON verdict by itself; decoded under the
+    # verdict's schema (structured output through openai-chat), every verdict parses first time.
+    from evalharness.backends.openai_api import OpenAIChatBackend
+    from evalharness.cache import NullCache
+    from evalharness.judging.metric import judge_metric
+    from evalharness.types import Output, Sample
+
+    metric = judge_metric("rubric_helpfulness")
+    metric.bind(OpenAIChatBackend(model="smollm2", base_url=vllm_server), NullCache())
+    answers = ["Paris is the capital of France.", "I like turtles.", "The capital of France is Paris, on the Seine."]
+    samples = [Sample(id=str(i), fields={"prompt": "What is the capital of France?"}) for i in range(len(answers))]
+    scores = metric.score_batch(samples, [Output(generations=(a,), extracted=(a,)) for a in answers])
+    for score in scores:
+        assert score.extra["status"] == "parsed" and score.extra["retried"] is False, score.extra
+        assert sorted(score.extra["criteria"]) == ["accuracy", "clarity", "completeness", "relevance"]
+        assert all(isinstance(v, int | float) and 1 <= v <= 5 for v in score.extra["criteria"].values())
+    summary = metric.summary(scores)
+    assert summary["n_unparseable"] == 0 and summary["n"] == len(answers)
+
+
 @pytest.mark.parametrize("data_parallel_size", [1, 2])
 def test_vllm_in_process_engine_matches_hf(hf_reference: dict[str, list[float]], tmp_path: Path, data_parallel_size: int) -> None:
     if not VLLM_PYTHON:

@@ -272,6 +272,16 @@ class _SDKTransport:
         await self.client.close()
 
 
+def _shutdown(loop: _aio.LoopThread, clients: list[Any]) -> None:
+    """Close the clients' connections on their loop, then stop the loop."""
+    while clients:
+        try:
+            loop.run(clients.pop().aclose())
+        except Exception:  # noqa: BLE001 - closing a dead connection must not fail a finished run
+            pass
+    loop.close()
+
+
 class _OpenAIBase:
     """What both API backends share: client, key, retries, concurrency, usage and cost."""
 
@@ -326,7 +336,9 @@ class _OpenAIBase:
         self.limiter = _aio.AdaptiveLimiter(self.max_concurrency)
         self._rng = random.Random(0)
         self._loop = _aio.LoopThread()
-        weakref.finalize(self, self._loop.close)  # stop the loop's thread when the backend goes
+        # A backend dropped without close(): its connections are closed and the loop's thread stopped.
+        self._open: list[Any] = []
+        weakref.finalize(self, _shutdown, self._loop, self._open)
         self._http_client = http_client
         if transport not in {"openai", "httpcore"}:
             raise BackendError(f"{self.name}: transport must be openai (the openai package, default) or httpcore")
@@ -346,13 +358,8 @@ class _OpenAIBase:
         return None if self.price is None else self.price.cost(prompt_tokens, completion_tokens)
 
     def close(self) -> None:
-        if self._client is not None:
-            clients, self._client = self._client, None
-            try:
-                self._loop.run(clients.aclose())
-            except Exception:  # noqa: BLE001 - closing a dead connection must not fail a finished run
-                pass
-        self._loop.close()
+        self._client = None
+        _shutdown(self._loop, self._open)
 
     # ---- the key and the client -------------------------------------------------------------
 
@@ -383,6 +390,7 @@ class _OpenAIBase:
                 self._client = _SDKTransport(self._key, self.base_url, self.timeout, self._http_client)
             else:
                 self._client = _Clients(self.timeout, self.base_url, self._http_client)
+            self._open.append(self._client)
         return self._client
 
     def _scrub(self, text: str) -> str:
@@ -545,7 +553,22 @@ class OpenAIChatBackend(_OpenAIBase):
     name = "openai-chat"
     is_chat = True
 
-    async def _generate_one(self, request: Request) -> Response:
+    def __init__(self, model: str, structured_output: bool | str = True, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        flag = str(structured_output).strip().lower()
+        if flag not in {"true", "false", "1", "0", "yes", "no"}:
+            raise BackendError(f"{self.name}: structured_output must be true or false, got {structured_output!r}")
+        # Judges with a JSON verdict (rubrics) ask for it under their schema (judging/engine.py):
+        # OpenAI's structured outputs; vLLM's server decodes under the schema. A server that
+        # rejects `response_format` needs structured_output=false.
+        self.supports_json_schema = flag in {"true", "1", "yes"}
+
+    def generate_json(self, requests: Sequence[Request], schema: dict[str, Any]) -> list[Response]:
+        """Generate with `response_format` set to `schema` (the reply is one JSON object that fits it)."""
+        fmt = {"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema, "strict": True}}
+        return self._run(requests, lambda r: self._generate_one(r, fmt))
+
+    async def _generate_one(self, request: Request, response_format: dict[str, Any] | None = None) -> Response:
         gen = request.gen or GenParams()
         if gen.max_tokens < 1:
             return Response(text="")
@@ -553,7 +576,10 @@ class OpenAIChatBackend(_OpenAIBase):
             messages = [{"role": m.role, "content": m.content} for m in request.messages]
         else:
             messages = [{"role": "user", "content": request.prompt or ""}]
-        data = await self._call("/chat/completions", {"model": self.model, "messages": messages, **self._gen_body(gen, request.repeat)})
+        body = {"model": self.model, "messages": messages, **self._gen_body(gen, request.repeat)}
+        if response_format is not None:
+            body["response_format"] = response_format
+        data = await self._call("/chat/completions", body)
         choice = data["choices"][0]
         message = choice.get("message")
         if not isinstance(message, dict):
