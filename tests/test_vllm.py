@@ -141,7 +141,9 @@ def test_vllm_in_process_engine_matches_hf(hf_reference: dict[str, list[float]],
     script = f"""
 import json
 from evalharness.backends.vllm_backend import VLLMBackend
-from evalharness.types import GenParams, Request
+from evalharness.cache import NullCache
+from evalharness.judging.metric import judge_metric
+from evalharness.types import GenParams, Output, Request, Sample
 
 
 def main() -> None:
@@ -150,8 +152,15 @@ def main() -> None:
     ll = b.loglikelihood([Request(kind="loglikelihood", prompt=c, continuation=x) for c, x in {LL_CASES!r}])
     [roll] = b.loglikelihood_rolling([Request(kind="loglikelihood_rolling", prompt={DOC!r})])
     [gen] = b.generate([Request(kind="generate", prompt="The capital of France is", gen=GenParams(max_tokens=8))])
+    # A rubric judge on the engine: decoded under the verdict's JSON schema, every verdict parses.
+    metric = judge_metric("rubric_helpfulness")
+    metric.bind(b, NullCache())
+    answers = ["Paris is the capital of France.", "I like turtles."]
+    samples = [Sample(id=str(i), fields={{"prompt": "What is the capital of France?"}}) for i in range(len(answers))]
+    judged = metric.score_batch(samples, [Output(generations=(a,), extracted=(a,)) for a in answers])
     print("RESULT " + json.dumps({{"ll": [r.logprob for r in ll], "greedy": [float(bool(r.is_greedy)) for r in ll],
-                                   "roll": [roll.logprob, roll.n_tokens], "gen": gen.text}}))
+                                   "roll": [roll.logprob, roll.n_tokens], "gen": gen.text,
+                                   "judged": [[s.extra["status"], s.extra["retried"], s.extra.get("criteria")] for s in judged]}}))
     b.close()
 
 
@@ -168,3 +177,6 @@ if __name__ == "__main__":
     assert got["greedy"] == hf_reference["greedy"]
     assert got["roll"] == pytest.approx(hf_reference["roll"], abs=2e-3)
     assert got["gen"]
+    for status, retried, criteria in got["judged"]:
+        assert status == "parsed" and not retried and sorted(criteria) == ["accuracy", "clarity", "completeness", "relevance"]
+        assert all(1 <= v <= 5 for v in criteria.values())

@@ -69,12 +69,16 @@ class LLM:
 
     def generate(self, prompts, params, use_tqdm=True):
         out = []
-        for p in prompts:
+        for i, p in enumerate(prompts):
             ids = p["prompt_token_ids"]
             if str(len(ids)) == os.environ.get("FAKE_VLLM_FAIL_ON_LENGTH"):
                 raise RuntimeError("bad prompt")
             logprobs = [None] + [{t: SimpleNamespace(logprob=-t / 100.0, rank=1 + t % 2)} for t in ids[1:]]
             text = self.devices + "|" + str(len(ids))
+            structured = getattr(params[i] if isinstance(params, list) else params, "structured_outputs", None)
+            if structured is not None:  # the lowest value of every integer, a pid for the explanation
+                props = structured.json["properties"]
+                text = json.dumps({k: v.get("minimum", os.getpid()) for k, v in props.items()})
             out.append(SimpleNamespace(outputs=[SimpleNamespace(text=text, token_ids=[0, 0])], prompt_logprobs=logprobs))
         return out
 '''
@@ -87,11 +91,13 @@ def fake_vllm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text(textwrap.dedent(FAKE_VLLM))
     (pkg / "inputs.py").write_text("def TokensPrompt(prompt_token_ids):\n    return {'prompt_token_ids': prompt_token_ids}\n")
+    (pkg / "sampling_params.py").write_text(
+        "class StructuredOutputsParams:\n    def __init__(self, json=None):\n        self.json = json\n")
     log = tmp_path / "llm_calls.jsonl"
     log.touch()
     monkeypatch.syspath_prepend(str(pkg.parent))
     monkeypatch.setenv("FAKE_VLLM_LOG", str(log))
-    for name in ("vllm", "vllm.inputs"):
+    for name in ("vllm", "vllm.inputs", "vllm.sampling_params"):
         monkeypatch.delitem(__import__("sys").modules, name, raising=False)
     return log
 
@@ -264,5 +270,28 @@ def test_a_failed_call_leaves_the_replicas_usable(fake_vllm: Path, monkeypatch: 
             backend.generate([_gen("a" * 41), _gen("b")])
         assert str(info.value) == "vllm backend: data-parallel replica 0 failed during generate: RuntimeError: bad prompt"
         assert [r.text for r in backend.generate([_gen("c"), _gen("dd")])] == ["-|2", "-|3"]
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("data_parallel_size", ["1", "2"])
+def test_rubric_judges_decode_under_the_verdict_schema(fake_vllm: Path, data_parallel_size: str) -> None:
+    from evalharness.cache import NullCache
+    from evalharness.judging.metric import judge_metric
+    from evalharness.types import Output, Sample
+
+    backend = VLLMBackend(pretrained="/m", data_parallel_size=data_parallel_size)
+    try:
+        metric = judge_metric("rubric_helpfulness")
+        metric.bind(backend, NullCache())
+        samples = [Sample(id=str(i), fields={"prompt": f"question {i}"}) for i in range(4)]
+        scores = metric.score_batch(samples, [Output(generations=(f"a{i}",), extracted=(f"a{i}",)) for i in range(4)])
+        # The fake engine answers a schema-constrained request with each criterion's minimum (1);
+        # unconstrained, it would answer "devices|length" and every verdict would be unparseable.
+        assert [s.extra["status"] for s in scores] == ["parsed"] * 4
+        assert all(s.extra["criteria"] == {"relevance": 1, "accuracy": 1, "completeness": 1, "clarity": 1} for s in scores)
+        assert not any(s.extra["retried"] for s in scores)
+        if data_parallel_size == "2":  # the replicas each took a share
+            assert len({c["pid"] for c in _calls(fake_vllm)}) == 2
     finally:
         backend.close()

@@ -82,7 +82,7 @@ def visible_gpus() -> list[str] | None:
 
 
 def replica_main(conn: Connection, backend_args: dict[str, Any], devices: list[str] | None) -> None:
-    """Child process: build one engine, then answer `(kind, requests)` messages until told to stop."""
+    """Child process: build one engine, then answer `(kind, requests, schema)` messages until told to stop."""
     from evalharness.backends.vllm_backend import VLLMBackend
 
     if devices is not None:
@@ -114,9 +114,10 @@ def _serve(conn: Connection, backend: Any) -> None:
             return
         if message is None:
             return
-        kind, requests = message
+        kind, requests, schema = message
         try:
-            conn.send(("ok", run_kind(backend, kind, requests)))
+            answers = backend.generate_json(requests, schema) if schema is not None else run_kind(backend, kind, requests)
+            conn.send(("ok", answers))
         except Exception as exc:  # noqa: BLE001 - the parent raises it
             conn.send(("error", _one_line(exc)))
 
@@ -181,11 +182,12 @@ class ReplicaPool:
     def size(self) -> int:
         return len(self.procs)
 
-    def run(self, kind: RequestKind, requests: Sequence[Request]) -> list[Response]:
+    def run(self, kind: RequestKind, requests: Sequence[Request], schema: dict[str, Any] | None = None) -> list[Response]:
+        """Split `requests` across the replicas (generate under `schema` when one is given) and reassemble them in order."""
         parts = [list(range(i, len(requests), self.size)) for i in range(self.size)]
         busy = [i for i, part in enumerate(parts) if part]
         for i in busy:
-            self._send(i, (kind, [requests[j] for j in parts[i]]))
+            self._send(i, (kind, [requests[j] for j in parts[i]], schema))
         out: list[Response | None] = [None] * len(requests)
         failure: BackendError | None = None
         for i in busy:  # every replica's answer is read, even after a failure, so none is left in a pipe

@@ -242,16 +242,27 @@ class VLLMBackend:
 
     # ---- requests -------------------------------------------------------------------------------
 
+    # Judges with a JSON verdict (rubrics) generate under its schema (judging/engine.py).
+    supports_json_schema = True
+
     def generate(self, requests: Sequence[Request]) -> list[Response]:
+        return self._generate(requests, None)
+
+    def generate_json(self, requests: Sequence[Request], schema: dict[str, Any]) -> list[Response]:
+        """Generate decoded under a JSON schema (vLLM's structured outputs): every reply fits it."""
+        return self._generate(requests, schema)
+
+    def _generate(self, requests: Sequence[Request], schema: dict[str, Any] | None) -> list[Response]:
         if not requests:
             return []
         self.load()
         if self.pool is not None:
-            return list(self.pool.run("generate", requests))
+            return list(self.pool.run("generate", requests, schema=schema))
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         assert self.context_len is not None
+        structured = _structured(schema)
         prompts, params = [], []
         for r in requests:
             gen = r.gen or GenParams()
@@ -260,7 +271,7 @@ class VLLMBackend:
             params.append(SamplingParams(
                 max_tokens=max(1, gen.max_tokens), temperature=gen.temperature,
                 top_p=gen.top_p if gen.temperature > 0 else 1.0, stop=[s for s in gen.stop if s] or None,
-                seed=gen.seed + r.repeat if gen.temperature > 0 else None))
+                seed=gen.seed + r.repeat if gen.temperature > 0 else None, **structured))
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         out = []
         for r, p, o in zip(requests, prompts, outputs, strict=True):
@@ -345,6 +356,19 @@ class VLLMBackend:
 
 
 # ---- model-args ---------------------------------------------------------------------------------
+
+
+def _structured(schema: dict[str, Any] | None) -> dict[str, Any]:
+    """SamplingParams keywords that decode under `schema` (vLLM >= 0.11: structured_outputs; before: guided_decoding)."""
+    if schema is None:
+        return {}
+    try:
+        from vllm.sampling_params import StructuredOutputsParams
+    except ImportError:
+        from vllm.sampling_params import GuidedDecodingParams
+
+        return {"guided_decoding": GuidedDecodingParams(json=schema)}
+    return {"structured_outputs": StructuredOutputsParams(json=schema)}
 
 
 def _unset(value: Any, *also: str) -> bool:
