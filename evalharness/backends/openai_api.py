@@ -9,15 +9,16 @@ retries comes back as a Response with `error`: its sample is marked failed, neve
 retried on the next run.
 
 HTTP: by default through the `openai` package's client (`_SDKTransport`, its retries off; ours
-apply), which POSTs the API's JSON that we build and returns the raw reply we parse; its
-connections are one keep-alive connection per request in flight (`_pooled_transport`). With
-`transport=httpcore` (`_Clients`) the package is bypassed: each request in flight has its own
-one-connection httpcore pool, reused LIFO, all sharing one TLS context; httpx does the calls
-where an environment proxy applies or a client is passed in. Measured at concurrency 64 on 2
-cores, client CPU per request (bench/results/api_bench.md): the package's default client
-1.4-1.5 ms (one shared pool of up to 1,000 connections, which httpcore scans and probes on each
-request and each release), the package with our pooled transport 0.9-1.0 ms (the rest is its
-option models, header building and httpx's request/response models), httpcore 0.4-0.5 ms.
+apply), which POSTs the API's JSON that we build and returns the raw reply we parse. The package
+is given its own aiohttp client (`openai[aiohttp]`, in our `api` extra), or, where aiohttp is
+missing, its httpx with one keep-alive connection per request in flight (`_pooled_transport`).
+With `transport=httpcore` (`_Clients`) the package is bypassed: each request in flight has its
+own one-connection httpcore pool, reused LIFO, all sharing one TLS context; httpx does the calls
+where an environment proxy applies or a client is passed in. Client CPU per request at
+concurrency 64 on 2 cores (loopback fixture server, bench/results/api_bench.md): the package's
+default client 1.4-1.5 ms (one pool of up to 1,000 connections, which httpcore scans and probes
+on each request and each release), with `_pooled_transport` 0.9-1.0 ms, with aiohttp 0.6-0.7 ms,
+httpcore 0.4-0.5 ms. At 64 x 10 requests/s the client's loop thread must stay well under one core.
 
 Log-likelihood uses the completions API with `echo=True, logprobs=1, max_tokens=1` (as
 lm-evaluation-harness's `local-completions`): the server echoes the prompt's tokens with their
