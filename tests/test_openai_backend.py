@@ -113,6 +113,17 @@ def test_connections_are_kept_alive_and_bounded_by_the_concurrency(path: str, mo
     assert srv.max_in_flight == 6 and 1 <= srv.connections <= 6
 
 
+def test_the_packages_client_has_room_for_the_whole_concurrency_limit() -> None:
+    # Its default of 1,000 connections would queue requests our limiter counts as in flight (and
+    # time them out while they wait for a connection).
+    b = OpenAIChatBackend(model="m", base_url="http://127.0.0.1:9/v1", max_concurrency="1500")
+    try:
+        client = b._get_client().client._client  # type: ignore[union-attr]
+        assert client._transport.limits.max_connections >= 1500
+    finally:
+        b.close()
+
+
 @pytest.mark.parametrize("path", HTTP_PATHS)
 def test_every_http_path_names_a_dropped_connection_and_a_timeout(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     with FakeOpenAIServer(stall=1.0) as srv:

@@ -213,19 +213,22 @@ def _pooled_transport(httpx_mod: Any) -> Any:
     return PerRequestPools()
 
 
-def _sdk_http_client(openai: Any, timeout: float) -> Any:
+def _sdk_http_client(openai: Any, timeout: float, connections: int) -> Any:
     """The HTTP client the `openai` package is given: its own aiohttp client where aiohttp is
-    installed (the `api` extra installs it), else its httpx with `_pooled_transport`."""
+    installed (the `api` extra installs it), else its httpx with `_pooled_transport`. Either way
+    there is room for `connections` (the concurrency limit) without waiting for a free one."""
     import importlib
 
-    try:
-        return openai.DefaultAioHttpClient(timeout=timeout)  # openai[aiohttp]
-    except (AttributeError, RuntimeError):  # an older openai, or aiohttp missing
-        pass
     # The package's httpx (httpx2 in openai 3.x, httpx before): its errors are the ones it maps.
     root = next(c.__module__.split(".")[0] for c in openai.DefaultAsyncHttpxClient.__mro__
                 if not c.__module__.startswith("openai"))
-    return openai.DefaultAsyncHttpxClient(timeout=timeout, transport=_pooled_transport(importlib.import_module(root)))
+    httpx_mod = importlib.import_module(root)
+    limits = httpx_mod.Limits(max_connections=max(1000, connections), max_keepalive_connections=max(100, connections))
+    try:
+        return openai.DefaultAioHttpClient(timeout=timeout, limits=limits)  # openai[aiohttp]
+    except (AttributeError, RuntimeError):  # an older openai, or aiohttp missing
+        pass
+    return openai.DefaultAsyncHttpxClient(timeout=timeout, transport=_pooled_transport(httpx_mod))
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -242,12 +245,12 @@ class _SDKTransport:
     Unless a client is passed in, the package gets `_sdk_http_client`. Same interface as
     `_Clients`; the leaner httpcore path is `transport=httpcore`."""
 
-    def __init__(self, key: str, base_url: str, timeout: float, http_client: Any = None) -> None:
+    def __init__(self, key: str, base_url: str, timeout: float, http_client: Any = None, connections: int = 64) -> None:
         import openai
 
         self.base_url = base_url
         self.client = openai.AsyncOpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0,
-                                         http_client=http_client or _sdk_http_client(openai, timeout))
+                                         http_client=http_client or _sdk_http_client(openai, timeout, connections))
 
     async def post(self, url: str, content: bytes, headers: dict[str, str]) -> _Reply:
         """POST the JSON body; HTTP statuses come back as replies, transport failures as Retryable."""
@@ -388,7 +391,7 @@ class _OpenAIBase:
             self._headers = {"Authorization": f"Bearer {self._key}", "Content-Type": "application/json",
                              "Accept": "application/json", "User-Agent": f"evalharness/{__version__}"}
             if self.transport == "openai":
-                self._client = _SDKTransport(self._key, self.base_url, self.timeout, self._http_client)
+                self._client = _SDKTransport(self._key, self.base_url, self.timeout, self._http_client, self.max_concurrency)
             else:
                 self._client = _Clients(self.timeout, self.base_url, self._http_client)
             self._open.append(self._client)
