@@ -731,9 +731,10 @@ def compare_code(t: Task, ours_m: dict[str, Any], ours: dict[str, dict[str, Any]
     if unlogged:
         expl.append(f"{unlogged} lm-eval program(s) not found in the code_eval log")
     risky = sum(bool(re.search(r"__main__|\bexit\(", _program_head(r))) for r in lm_rows if r["filter"] == filt)
-    expl.append(f"the executors differ on two constructs, found in {risky} of these {n} generations: an early exit with "
-                "status 0 (sys.exit(0), exit()) passes in our sandbox but fails in code_eval, and `if __name__ == "
-                "'__main__':` blocks run in ours (run as __main__) but not in code_eval (exec with empty globals)")
+    expl.append(f"{risky} of these {n} generations hold an early exit or a `__main__` block (constructs on which our "
+                "sandbox differed from code_eval until commit 048721b: an early exit with status 0 passed, `__main__` "
+                "blocks ran; now, as in code_eval, a program passes only by running to its end and `__name__` is not "
+                "'__main__')")
     if n and not any(float(r[key]) for r in lm_rows):
         expl.append("no problem solved on either side, so pass@1 agrees trivially at this n")
     if prompt_bad:
