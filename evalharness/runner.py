@@ -189,7 +189,8 @@ def _compute(
             chunks = [ks[start : start + size] for start in range(0, len(ks), size)]
             for piece in executor.run(backend, kind, chunks, by_key, cache, done):
                 fresh = dict(zip(piece.keys, piece.responses, strict=True))
-                seen = sum(1 for k in fresh if k in done)  # resumed answers a sharded rank passes on again
+                # Resumed answers a sharded rank passes on again were counted when the run started.
+                seen = sum(1 for k in fresh if k in done) if piece.cached else 0
                 if not piece.cached:
                     cache.put_many(list(fresh.items()))  # before the log: a logged answer is always cached
                 done.update(fresh)
@@ -197,7 +198,7 @@ def _compute(
                 if on_batch is not None:
                     on_batch(fresh)
                 if piece.cached:
-                    stats.cache_hits += len(fresh) - seen  # those were counted when the run started
+                    stats.cache_hits += len(fresh) - seen
                     continue
                 stats.batches += 1
                 stats.computed += sum(1 for r in piece.responses if r.error is None)

