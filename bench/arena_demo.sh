@@ -126,7 +126,7 @@ if [ "$VERDICT" = likelihood ]; then
 import json, sys
 from pathlib import Path
 
-from evalharness.bradley_terry import rate
+from evalharness.judging.bradley_terry import rate
 
 arena = Path(sys.argv[1])
 results = json.loads((arena / "results.json").read_text(encoding="utf-8"))

@@ -95,9 +95,9 @@ def dump(out: Path, olmo: Path) -> None:
 
 
 def compare(ref_path: Path) -> int:
-    from evalharness.build import render_prompt, requests_for
-    from evalharness.data import fewshot_pool, load_samples
-    from evalharness.specs import load_task_file
+    from evalharness.data.samples import fewshot_pool, load_samples
+    from evalharness.prompting.requests import render_prompt, requests_for
+    from evalharness.spec.task import load_task_file
 
     ref: dict[str, list[dict[str, Any]]] = json.loads(ref_path.read_text(encoding="utf-8"))
     compared = mismatched = 0

@@ -104,7 +104,7 @@ def make_fixture(root: Path, n_gen: int = 40, n_mc: int = 12) -> list[Path]:
 
 def command(setup: Setup, out: Path, cache: Path, trace: Path) -> list[str]:
     args = f"delay={setup.delay},batch_size={setup.batch_size},trace={trace}"
-    cmd = [sys.executable, "-m", "evalharness.cli", "run", "--model", "fake", "--model-args", args,
+    cmd = [sys.executable, "-m", "evalharness", "run", "--model", "fake", "--model-args", args,
            "--tasks", ",".join(str(t) for t in setup.tasks), "--output", str(out), "--no-progress", "--bootstrap", "200"]
     return [*cmd, "--no-cache"] if not setup.use_cache else [*cmd, "--cache-dir", str(cache)]
 
@@ -112,7 +112,7 @@ def command(setup: Setup, out: Path, cache: Path, trace: Path) -> list[str]:
 def trace_key(line: str) -> str:
     """The cache key of a traced request (the trace holds its cache payload)."""
     from evalharness.backends.fake import FakeBackend
-    from evalharness.cache import request_key
+    from evalharness.execution.cache import request_key
     from evalharness.types import GenParams, Message, Request
 
     p = json.loads(line)

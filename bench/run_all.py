@@ -53,8 +53,8 @@ def arc_ours(limit: int | None, batch: int) -> dict[str, Any]:
     import torch
 
     from evalharness.backends.hf import HFBackend
-    from evalharness.pipeline import RunConfig, evaluate
-    from evalharness.tasks import find_task
+    from evalharness.execution.pipeline import RunConfig, evaluate
+    from evalharness.spec.library import find_task
 
     recorded: list[tuple[Any, ...]] = []
     original = HFBackend._forward_packed

@@ -158,3 +158,20 @@ class MetricResult:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class RunStats:
+    """Request and token counts of one run (or one judge), as results.json's usage blocks report them."""
+
+    requests: int = 0
+    unique: int = 0
+    cache_hits: int = 0
+    computed: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0  # every answer used, cached ones included
+    completion_tokens: int = 0
+    computed_prompt_tokens: int = 0  # only the answers the backend computed in this run
+    computed_completion_tokens: int = 0
+    batches: int = 0
+    errors: list[str] = field(default_factory=list)

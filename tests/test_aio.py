@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from evalharness.backends._aio import (
+from evalharness.backends.openai.aio import (
     AdaptiveLimiter,
     Failed,
     GiveUp,

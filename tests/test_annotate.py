@@ -12,10 +12,10 @@ import pytest
 from scipy.stats import spearmanr
 
 from evalharness.cli import main
+from evalharness.execution.pipeline import RunConfig, evaluate
 from evalharness.judging.agreement import cohen_kappa
-from evalharness.pipeline import RunConfig, evaluate
-from evalharness.report import render_html
-from evalharness.specs import load_task_file
+from evalharness.report.html import render_html
+from evalharness.spec.task import load_task_file
 
 TASK = """name: judged_qa
 kind: generate

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from evalharness.backends._aio import AdaptiveLimiter, GiveUp, LoopThread, RetryPolicy, feed_all, run_all
-from evalharness.backends.openai_api import OpenAIChatBackend
-from evalharness.cache import NullCache
-from evalharness.runner import run_requests
+from evalharness.backends.openai.aio import AdaptiveLimiter, GiveUp, LoopThread, RetryPolicy, feed_all, run_all
+from evalharness.backends.openai.backend import OpenAIChatBackend
+from evalharness.execution.cache import NullCache
+from evalharness.execution.runner import run_requests
 from evalharness.types import GenParams, Request
 from tests.openai_fixture_server import FakeOpenAIServer
 
@@ -131,7 +131,7 @@ def test_requests_stay_in_flight_while_the_runner_saves_a_piece() -> None:
 
 
 def test_an_environment_proxy_sends_the_calls_through_httpx(monkeypatch: pytest.MonkeyPatch) -> None:
-    from evalharness.backends.openai_api import _Clients
+    from evalharness.backends.openai.transport import Clients as _Clients
 
     for var in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
         monkeypatch.delenv(var, raising=False)

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from evalharness import data
 from evalharness.cli import main
+from evalharness.data import samples as data
 
 HERE = Path(__file__).parent / "bad_inputs"
 REPO = Path(__file__).resolve().parent.parent

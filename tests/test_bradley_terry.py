@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evalharness.bradley_terry import ELO_SCALE, expected_score, rate
+from evalharness.judging.bradley_terry import ELO_SCALE, expected_score, rate
 
 TRUE = {"strong": 1.2, "good": 0.4, "fair": -0.3, "weak": -1.3}
 

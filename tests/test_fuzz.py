@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evalharness.errors import EvalHarnessError, SpecError, TemplateError
-from evalharness.judge_specs import judge_from_text
-from evalharness.prompts import render
-from evalharness.specs import task_from_text
+from evalharness.prompting.render import render
+from evalharness.spec.judge import judge_from_text
+from evalharness.spec.task import task_from_text
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -19,10 +19,10 @@ from scipy.stats import binomtest
 from scipy.stats import bootstrap as scipy_bootstrap
 
 from evalharness.cli import main
-from evalharness.gate import run_gate
-from evalharness.gate_config import GateConfig, Rule
+from evalharness.gate.check import run_gate
 from evalharness.metrics.base import build_metric
-from evalharness.paired import as_rows, bootstrap_p_value, mcnemar_exact, paired_bootstrap
+from evalharness.spec.gate import GateConfig, Rule
+from evalharness.stats.paired import as_rows, bootstrap_p_value, mcnemar_exact, paired_bootstrap
 
 FINGERPRINT = {
     "task_file_hash": "f" * 16, "prompt_template_hash": "p" * 16, "model_identity_hash": "m" * 16,
@@ -329,11 +329,11 @@ def test_identical_pipeline_runs_pass_with_zero_difference(fixtures: Path, tmp_p
 @pytest.mark.parametrize(
     ("config", "argv", "pattern"),
     [
-        ("tasks:\n  toy:\n    acc: {max_dorp: 0.1}\n", [], "gate.yaml: tasks.toy.acc.max_dorp: Extra inputs are not permitted"),
+        ("tasks:\n  toy:\n    acc: {max_dorp: 0.1}\n", [], "gate.yaml: tasks.toy.acc.max_dorp: unknown key (did you mean 'max_drop'?)"),
         ("tasks:\n  toy:\n    acc: {max_drop: -1}\n", [], "tasks.toy.acc.max_drop: Input should be greater than or equal to 0"),
         ("tasks:\n  toy:\n    accuracy: {}\n", [], "tasks.toy.accuracy: not a metric of both runs (shared: acc)"),
         ("tasks:\n  arc:\n    acc: {}\n", [], "tasks.arc: not a task of both runs (shared: toy)"),
-        ("alpha: [\n", [], "not valid YAML"),
+        ("alpha: [\n", [], "invalid YAML"),
         (None, ["--alpha", "0.5"], "expected a number between 0 and 0.5"),
     ],
 )
@@ -392,7 +392,7 @@ def simulate(trials: int, drop: float, n: int = 500, graded: bool = False, alpha
     Item difficulty p_i ~ Beta(1.2, 0.8) (mean 0.6) is fixed per trial; each run draws a fresh
     Bernoulli(p_i) per item (0/1: McNemar), or the mean of 4 draws per item (graded: bootstrap).
     """
-    from evalharness.gate import compare
+    from evalharness.gate.check import compare
 
     rng = np.random.default_rng(seed)
     metric = build_metric("acc")

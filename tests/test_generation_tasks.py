@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from evalharness.build import render_prompt, requests_for
-from evalharness.data import fewshot_pool, load_samples
+from evalharness.data.samples import fewshot_pool, load_samples
 from evalharness.metrics.base import build_metric, score_all
 from evalharness.metrics.passk import PassAtK
-from evalharness.specs import LoadedTask, load_task_file
+from evalharness.prompting.requests import render_prompt, requests_for
+from evalharness.spec.task import LoadedTask, load_task_file
 from evalharness.types import Output, Sample
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,7 +111,7 @@ def test_mbpp_reference_solutions_pass_in_the_sandbox() -> None:
 
 
 def test_mbpp_end_to_end_with_fake_model(tmp_path: Path) -> None:
-    from evalharness.pipeline import RunConfig, evaluate
+    from evalharness.execution.pipeline import RunConfig, evaluate
 
     task = load_task_file(TASKS / "mbpp.yaml")
     samples = load_samples(task, 4)
@@ -174,7 +174,7 @@ def test_flores_prompt_is_lm_eval_flores_format() -> None:
 def test_flores_end_to_end_with_fake_model(tmp_path: Path) -> None:
     import sacrebleu
 
-    from evalharness.pipeline import RunConfig, evaluate
+    from evalharness.execution.pipeline import RunConfig, evaluate
 
     task = load_task_file(TASKS / "flores_en_ms.yaml")
     samples = load_samples(task, 6)

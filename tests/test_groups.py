@@ -11,10 +11,10 @@ import pytest
 
 from evalharness.cli import main
 from evalharness.errors import SpecError
-from evalharness.group_specs import expand_task_list, find_group, resolve_group
-from evalharness.groups import stratified_resamples
-from evalharness.report import render_html
-from evalharness.report_data import group_boards, leaderboard, load_runs
+from evalharness.report.data import group_boards, leaderboard, load_runs
+from evalharness.report.html import render_html
+from evalharness.spec.group import expand_task_list, find_group, resolve_group
+from evalharness.stats.groups import stratified_resamples
 
 MC_TASK = """name: {name}
 kind: multiple_choice

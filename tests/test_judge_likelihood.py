@@ -16,14 +16,15 @@ from typing import Any
 import pytest
 
 from evalharness.backends.fake import FakeBackend
-from evalharness.cache import NullCache, ResponseCache
 from evalharness.cli import main
 from evalharness.errors import BackendError, SpecError
-from evalharness.judge_specs import JudgeSpec, find_judge, judge_from_text
+from evalharness.execution.cache import NullCache, ResponseCache
 from evalharness.judging import likelihood as lk
-from evalharness.judging.engine import JudgeItem, _request, judge_items
+from evalharness.judging.calls import JudgeItem
+from evalharness.judging.engine import _request, judge_items
 from evalharness.judging.metric import JudgeMetric, judge_metric
 from evalharness.judging.verdicts import parse
+from evalharness.spec.judge import JudgeSpec, find_judge, judge_from_text
 from evalharness.types import Output, Request, Response, Sample
 
 PAIR_TPL = ("Q: {{ question }}\n[The Start of Answer A]\n{{ answer_a }}\n[The End of Answer A]\n"
@@ -306,7 +307,7 @@ def _write(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def test_score_and_arena_commands_refuse_openai_chat_early(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import evalharness.arena_cli  # noqa: F401  (registers the command)
+    import evalharness.cli.arena  # noqa: F401  (registers the command)
 
     preds = _write(tmp_path / "p.jsonl", [{"id": "1", "prompt": "q", "prediction": "a"}])
     assert main(["score", "--predictions", str(preds), "--judge", "mt_bench_single_likelihood", "--judge-model", "openai-chat",
@@ -322,7 +323,7 @@ def test_score_and_arena_commands_refuse_openai_chat_early(tmp_path: Path, capsy
 
 
 def test_arena_command_with_a_likelihood_judge(tmp_path: Path) -> None:
-    import evalharness.arena_cli  # noqa: F401
+    import evalharness.cli.arena  # noqa: F401
 
     runs = []
     for name in ("x", "y", "z"):

@@ -12,15 +12,16 @@ from typing import Any
 import pytest
 
 from evalharness.backends.fake import FakeBackend
-from evalharness.cache import NullCache, ResponseCache
 from evalharness.cli import main
 from evalharness.errors import SpecError, UsageError
-from evalharness.judge_specs import JudgeSpec, builtin_judge_paths, find_judge, judge_from_text, load_judge_file
+from evalharness.execution.cache import NullCache, ResponseCache
 from evalharness.judging.agreement import cohen_kappa, krippendorff_alpha, percent_agreement
-from evalharness.judging.engine import JudgeItem, _request, judge_items
+from evalharness.judging.calls import JudgeItem
+from evalharness.judging.engine import _request, judge_items
 from evalharness.judging.metric import JudgeMetric, judge_metric
 from evalharness.judging.verdicts import neutralize, parse
 from evalharness.metrics.base import build_metric
+from evalharness.spec.judge import JudgeSpec, builtin_judge_paths, find_judge, judge_from_text, load_judge_file
 from evalharness.types import Output, Request, Response, Sample
 
 CASES = json.loads((Path(__file__).parent / "cases" / "judge_verdicts.json").read_text())["cases"]
@@ -396,7 +397,7 @@ def test_arena_rates_models_from_pairwise_judging(tmp_path: Path) -> None:
 
 
 def test_arena_command_with_a_position_biased_judge(tmp_path: Path) -> None:
-    import evalharness.arena_cli  # noqa: F401  (registers the command)
+    import evalharness.cli.arena  # noqa: F401  (registers the command)
 
     runs = [str(_run_dir(tmp_path, name, ["a", "b"])) for name in ("x", "y", "z")]
     out = tmp_path / "ar"

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from evalharness.backends._echo import score_echo
-from evalharness.backends.openai_api import OpenAIChatBackend, OpenAICompletionsBackend
+from evalharness.backends.openai.backend import OpenAIChatBackend, OpenAICompletionsBackend
+from evalharness.backends.openai.echo import score_echo
+from evalharness.backends.openai.pricing import resolve_price
 from evalharness.cli import main
 from evalharness.errors import BackendError
-from evalharness.pricing import resolve_price
 from evalharness.types import GenParams, Message, Request
 from tests.openai_fixture_server import RETRYABLE_FAULTS, SPECIAL, FakeOpenAIServer, generation, is_argmax, token_logprob, tokenize
 
@@ -230,7 +230,7 @@ def test_server_without_prompt_logprobs_fails_before_any_other_work() -> None:
 
 
 def test_score_echo_rejects_mismatched_logprobs() -> None:
-    from evalharness.backends._aio import Retryable
+    from evalharness.backends.openai.aio import Retryable
 
     with pytest.raises(Retryable, match="differ in length"):
         score_echo({"tokens": ["a", "b"], "token_logprobs": [None]}, 2, 1, skip_first=False)
@@ -362,7 +362,7 @@ def test_results_record_tokens_and_cost(fixtures: Path, tmp_path: Path, server: 
 
 
 def _rubric_scores(backend: OpenAIChatBackend) -> list[Any]:
-    from evalharness.cache import NullCache
+    from evalharness.execution.cache import NullCache
     from evalharness.judging.metric import judge_metric
     from evalharness.types import Output, Sample
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evalharness.data import load_samples
+from evalharness.data.samples import load_samples
 from evalharness.errors import DataError, SpecError
 from evalharness.metrics.base import build_metric, score_all
 from evalharness.metrics.passk import estimate_pass_at_k
-from evalharness.specs import load_task_file
-from evalharness.stats import bootstrap
+from evalharness.spec.task import load_task_file
+from evalharness.stats.bootstrap import bootstrap
 from evalharness.types import Output, Sample
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,7 +107,7 @@ def test_humaneval_task_prompt_and_generation_settings() -> None:
     spec = task.spec
     assert spec.generate is not None and spec.generate.stop == ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
     assert spec.generate.temperature == 0.0 and spec.generate.n == 1
-    from evalharness.build import render_prompt
+    from evalharness.prompting.requests import render_prompt
 
     samples = load_samples(task)
     assert [s.id for s in samples[:2]] == ["HumanEval/0", "HumanEval/1"]
@@ -133,7 +133,7 @@ def test_humaneval_canonical_solutions_all_pass() -> None:
 
 
 def test_humaneval_end_to_end_with_fake_model(tmp_path: Path) -> None:
-    from evalharness.pipeline import RunConfig, evaluate
+    from evalharness.execution.pipeline import RunConfig, evaluate
 
     task = load_task_file(ROOT / "tasks" / "humaneval.yaml")
     samples = load_samples(task, 4)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from evalharness.backends.fake import FakeBackend
-from evalharness.pipeline import RunConfig, evaluate
-from evalharness.specs import load_task_file
+from evalharness.execution.pipeline import RunConfig, evaluate
+from evalharness.spec.task import load_task_file
 
 
 def _run(fixtures: Path, tmp_path: Path, task: str, **kw: object) -> dict:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from evalharness.errors import TemplateError
-from evalharness.prompts import render
+from evalharness.prompting.render import render
 
 
 def test_renders_fields() -> None:

@@ -25,12 +25,12 @@ import pytest
 
 from evalharness.cli import main
 from evalharness.errors import DataError, UsageError
-from evalharness.pipeline import RunConfig, evaluate
-from evalharness.report import render_csv, render_html, render_markdown, results_frame, write_report
-from evalharness.report_data import leaderboard, load_runs
-from evalharness.report_samples import diffs, task_samples
-from evalharness.report_svg import fmt
-from evalharness.specs import load_task_file
+from evalharness.execution.pipeline import RunConfig, evaluate
+from evalharness.report.data import leaderboard, load_runs
+from evalharness.report.html import render_csv, render_html, render_markdown, results_frame, write_report
+from evalharness.report.samples import diffs, task_samples
+from evalharness.report.svg import fmt
+from evalharness.spec.task import load_task_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HOSTILE = {

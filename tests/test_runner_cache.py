@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from evalharness.backends.fake import FakeBackend
-from evalharness.cache import ResponseCache, request_key
 from evalharness.errors import BackendError
-from evalharness.extract import extract
+from evalharness.execution.cache import ResponseCache, request_key
+from evalharness.execution.runner import run_requests
+from evalharness.prompting.extract import extract
 from evalharness.registry import Registry
-from evalharness.runner import run_requests
-from evalharness.specs import ExtractSpec
+from evalharness.spec.task import ExtractSpec
 from evalharness.types import GenParams, Request, Response
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from evalharness.sandbox import Limits, network_isolation, run_program, run_programs
+from evalharness.metrics.sandbox import Limits, network_isolation, run_program, run_programs
 
 
 def test_runs_a_program_in_its_own_directory() -> None:

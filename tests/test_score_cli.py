@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from evalharness.cli import main
-from evalharness.results import load_results, load_samples_log
+from evalharness.results.store import load_results, load_samples_log
 
 WORDS = "the a cat dog sat ran on under mat house big small red quickly home went it was".split()
 

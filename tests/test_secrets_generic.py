@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from evalharness.cli import main
-from evalharness.results import redact
+from evalharness.results.store import redact
 
 MARKER = "sk-MARKER-3f9c1e7a-do-not-write"
 

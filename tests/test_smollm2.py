@@ -62,7 +62,7 @@ def test_builtin_tasks_on_the_embedded_model_then_rerun_from_cache(
 
 
 def test_cli_help_does_not_import_torch() -> None:
-    code = "import sys, evalharness.cli as c; c.build_parser(); print('torch' in sys.modules, 'transformers' in sys.modules)"
+    code = "import sys, evalharness.cli.app as c; c.build_parser(); print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
 
@@ -70,10 +70,10 @@ def test_cli_help_does_not_import_torch() -> None:
 def test_arc_easy_loglikelihoods_match_lm_evaluation_harness(tmp_path: Path) -> None:
     """Upstream vectors: lm-eval 0.4.13's per-choice log-likelihoods on the same model and data."""
     cases = json.loads((Path(__file__).parent / "cases" / "lmeval_arc_easy_smollm2.json").read_text())["cases"]
-    from evalharness.build import render_prompt, requests_for
-    from evalharness.data import load_samples
+    from evalharness.data.samples import load_samples
     from evalharness.metrics.choice import acc, acc_norm
-    from evalharness.tasks import find_task
+    from evalharness.prompting.requests import render_prompt, requests_for
+    from evalharness.spec.library import find_task
     from evalharness.types import Output
 
     task = find_task("arc_easy")

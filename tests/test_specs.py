@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from evalharness.errors import SpecError
-from evalharness.specs import load_task_file, task_from_text
+from evalharness.spec.task import load_task_file, task_from_text
 
 BASE = """
 name: t

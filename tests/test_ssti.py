@@ -11,7 +11,7 @@ import pytest
 
 from evalharness.cli import main
 from evalharness.errors import TemplateError
-from evalharness.prompts import render
+from evalharness.prompting.render import render
 
 MARKER = "/tmp/evalharness-ssti-pwned"
 CMD = f"touch {MARKER}"

@@ -9,7 +9,7 @@ import pytest
 
 from evalharness.metrics.base import MeanMetric
 from evalharness.metrics.perplexity import word_perplexity
-from evalharness.stats import bootstrap
+from evalharness.stats.bootstrap import bootstrap
 
 
 class _Mean(MeanMetric):
@@ -54,7 +54,7 @@ def test_degenerate_sizes() -> None:
 
 
 def test_resampling_in_chunks_gives_the_same_interval() -> None:
-    from evalharness.stats import resample_indices
+    from evalharness.stats.bootstrap import resample_indices
 
     whole = np.concatenate(list(resample_indices(30, 50, seed=5, chunk_cells=10**9)))
     chunked = np.concatenate(list(resample_indices(30, 50, seed=5, chunk_cells=30 * 7)))
@@ -66,12 +66,12 @@ def test_shared_draws_and_summed_resamples_change_no_interval() -> None:
     # bootstrap_many draws each resample once for all metrics, and sums an additive metric's
     # integer stats by matrix product; every result must equal a plain per-metric bootstrap.
     from evalharness.metrics.translation import bleu
-    from evalharness.stats import bootstrap_many
+    from evalharness.stats.bootstrap import bootstrap_many
 
     class _Gathered:  # the same BLEU, without `additive`: resampled rows are gathered and summed
         def __init__(self) -> None:
             self.inner = bleu()
-            self.name, self.higher_is_better = "bleu", True
+            self.name, self.higher_is_better, self.additive = "bleu", True, False
 
         def aggregate(self, stats: np.ndarray) -> float:
             return self.inner.aggregate(stats)

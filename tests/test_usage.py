@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from evalharness.cli import main
-from evalharness.pipeline import RunConfig, evaluate
-from evalharness.specs import load_task_file
-from evalharness.usage import add_blocks, usage_line
+from evalharness.execution.pipeline import RunConfig, evaluate
+from evalharness.results.usage import add_blocks, usage_line
+from evalharness.spec.task import load_task_file
 from tests.openai_fixture_server import FakeOpenAIServer
 
 JUDGED = "metrics: [exact_match, {name: judge, params: {judge: mt_bench_single, question: question}}]"

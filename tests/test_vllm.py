@@ -95,7 +95,7 @@ def vllm_server() -> Iterator[str]:
 
 
 def test_vllm_server_generation_chat_and_loglikelihood(vllm_server: str, hf_reference: dict[str, list[float]]) -> None:
-    from evalharness.backends.openai_api import OpenAIChatBackend, OpenAICompletionsBackend
+    from evalharness.backends.openai.backend import OpenAIChatBackend, OpenAICompletionsBackend
 
     comp = OpenAICompletionsBackend(model="smollm2", base_url=vllm_server, prefix="<|im_start|>")
     [gen] = comp.generate([Request(kind="generate", prompt="The capital of France is", gen=GenParams(max_tokens=8))])
@@ -114,8 +114,8 @@ def test_vllm_server_generation_chat_and_loglikelihood(vllm_server: str, hf_refe
 def test_vllm_server_judges_a_rubric_under_its_json_schema(vllm_server: str) -> None:
     # The embedded 135M model never writes a rubric's JSON verdict by itself; decoded under the
     # verdict's schema (structured output through openai-chat), every verdict parses first time.
-    from evalharness.backends.openai_api import OpenAIChatBackend
-    from evalharness.cache import NullCache
+    from evalharness.backends.openai.backend import OpenAIChatBackend
+    from evalharness.execution.cache import NullCache
     from evalharness.judging.metric import judge_metric
     from evalharness.types import Output, Sample
 
@@ -140,8 +140,8 @@ def test_vllm_in_process_engine_matches_hf(hf_reference: dict[str, list[float]],
     # spawned too): the script needs a main guard. Two replicas on CPU are two engines.
     script = f"""
 import json
-from evalharness.backends.vllm_backend import VLLMBackend
-from evalharness.cache import NullCache
+from evalharness.backends.vllm.engine import VLLMBackend
+from evalharness.execution.cache import NullCache
 from evalharness.judging.metric import judge_metric
 from evalharness.types import GenParams, Output, Request, Sample
 

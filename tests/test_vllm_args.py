@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from evalharness.backends._vllm_parallel import LOCAL_RANK_VARS
 from evalharness.backends.base import load_backend
-from evalharness.backends.vllm_backend import VLLMBackend
+from evalharness.backends.vllm.engine import VLLMBackend
+from evalharness.backends.vllm.replicas import LOCAL_RANK_VARS
 from evalharness.errors import BackendError
 from evalharness.types import GenParams, Request
 
@@ -276,7 +276,7 @@ def test_a_failed_call_leaves_the_replicas_usable(fake_vllm: Path, monkeypatch: 
 
 @pytest.mark.parametrize("data_parallel_size", ["1", "2"])
 def test_rubric_judges_decode_under_the_verdict_schema(fake_vllm: Path, data_parallel_size: str) -> None:
-    from evalharness.cache import NullCache
+    from evalharness.execution.cache import NullCache
     from evalharness.judging.metric import judge_metric
     from evalharness.types import Output, Sample
 

@@ -111,7 +111,7 @@ def data_file(name: str) -> Path:
     if not name.startswith("pkg:"):
         return DATA / name
     package, _, inner = name[len("pkg:"):].partition("/")
-    spec = importlib.util.find_spec(package)  # locate only, as evalharness.data does
+    spec = importlib.util.find_spec(package)  # locate only, as evalharness.data.samples does
     if spec is None or spec.origin is None:
         raise SystemExit(f"data package {package} is not installed (make install)")
     return Path(spec.origin).parent / inner

@@ -7,8 +7,8 @@ from evalharness.backends.base import BACKENDS, Backend, load_backend
 BACKENDS.register("fake", "evalharness.backends.fake:FakeBackend")
 BACKENDS.register("hf", "evalharness.backends.hf:HFBackend")
 BACKENDS.register("smollm2", "evalharness.backends.smollm2:SmolLM2Backend")
-BACKENDS.register("openai-chat", "evalharness.backends.openai_api:OpenAIChatBackend")
-BACKENDS.register("openai-completions", "evalharness.backends.openai_api:OpenAICompletionsBackend")
-BACKENDS.register("vllm", "evalharness.backends.vllm_backend:VLLMBackend")
+BACKENDS.register("openai-chat", "evalharness.backends.openai.backend:OpenAIChatBackend")
+BACKENDS.register("openai-completions", "evalharness.backends.openai.backend:OpenAICompletionsBackend")
+BACKENDS.register("vllm", "evalharness.backends.vllm.engine:VLLMBackend")
 
 __all__ = ["BACKENDS", "Backend", "load_backend"]

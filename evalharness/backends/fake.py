@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from evalharness.backends.base import as_bool
+from evalharness.backends.base import Backend, as_bool
 from evalharness.errors import BackendError
 from evalharness.types import Request, RequestKind, Response
 
@@ -31,7 +31,7 @@ def _context(request: Request) -> str:
     return request.prompt or ""
 
 
-class FakeBackend:
+class FakeBackend(Backend):
     """Deterministic fake model. Model args: `output` (fixed text), `seed`, `batch_size`.
 
     Test hooks that never change outputs (so they stay out of `identity`): `delay` (seconds

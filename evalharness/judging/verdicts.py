@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from evalharness.judge_specs import JudgeSpec
+from evalharness.spec.judge import JudgeSpec
 
 _BRACKETS = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
 _NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")

@@ -39,7 +39,7 @@ _BUILTIN: dict[str, str] = {
     "bertscore_f1": "bertscore:bertscore_f1",
     "bertscore_precision": "bertscore:bertscore_precision",
     "bertscore_recall": "bertscore:bertscore_recall",
-    # functional correctness of generated code (runs in evalharness.sandbox)
+    # functional correctness of generated code (runs in evalharness.metrics.sandbox)
     "pass_at_k": "passk:pass_at_k",
     "pass@1": "passk:pass_at_1",
     "pass@10": "passk:pass_at_10",

@@ -8,42 +8,55 @@ for every metric, corpus BLEU included.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from evalharness.registry import Registry
-from evalharness.types import Output, Sample, Score
+from evalharness.types import Output, RunStats, Sample, Score
 
 TaskKind = str  # "generate" | "multiple_choice" | "perplexity"
 
 
-@runtime_checkable
-class Metric(Protocol):
-    name: str
-    higher_is_better: bool
-    kinds: frozenset[TaskKind]
+class Metric:
+    """A metric: a per-sample `score` and a corpus `aggregate` over the stacked statistics.
 
-    def score(self, sample: Sample, output: Output) -> Score: ...
+    Subclass it (built-ins and plugins alike); the optional members have defaults, so callers
+    never probe for them.
+    """
 
-    def aggregate(self, stats: np.ndarray) -> float: ...
+    name: str = "metric"
+    higher_is_better: bool = True
+    kinds: frozenset[TaskKind] = frozenset({"generate", "multiple_choice", "perplexity"})
+    # The aggregate reads only the column sums of the stats (lets the bootstrap sum by matrix product).
+    additive: bool = False
+    # A judge's own request and token counts (None for metrics that call no model).
+    judge_stats: RunStats | None = None
+
+    def score(self, sample: Sample, output: Output) -> Score:
+        raise NotImplementedError(f"metric {self.name!r} does not define score()")
+
+    def score_batch(self, samples: Sequence[Sample], outputs: Sequence[Output]) -> list[Score]:
+        """Score many samples at once; override where batching pays (neural encoders, judges, sandboxes)."""
+        return [self.score(s, o) for s, o in zip(samples, outputs, strict=True)]
+
+    def aggregate(self, stats: np.ndarray) -> float:
+        raise NotImplementedError(f"metric {self.name!r} does not define aggregate()")
+
+    def summary(self, scores: Sequence[Score]) -> dict[str, Any]:
+        """Extra fields for the metric's results.json entry (judges: parse rates, consistency, agreement)."""
+        return {}
+
+    @property
+    def judge_backend(self) -> Any:
+        """The backend a judge metric calls (for its usage block's cost); None otherwise."""
+        return None
 
 
-class BatchMetric(Protocol):
-    """A metric that scores many samples at once (e.g. a neural encoder)."""
-
-    def score_batch(self, samples: Sequence[Sample], outputs: Sequence[Output]) -> list[Score]: ...
-
-
-class MeanMetric:
+class MeanMetric(Metric):
     """Base for metrics whose corpus value is the mean of per-sample values."""
 
     name = "mean"
-    higher_is_better = True
-    kinds: frozenset[TaskKind] = frozenset({"generate", "multiple_choice", "perplexity"})
-
-    def score(self, sample: Sample, output: Output) -> Score:
-        raise NotImplementedError
 
     def aggregate(self, stats: np.ndarray) -> float:
         return float(np.mean(stats[:, 0])) if len(stats) else float("nan")
@@ -55,11 +68,7 @@ METRICS: Registry[Any] = Registry("metric", entry_point_group="evalharness.metri
 
 def score_all(metric: Metric, samples: Sequence[Sample], outputs: Sequence[Output]) -> list[Score]:
     """Score samples with a metric, batched where the metric supports it."""
-    batch = getattr(metric, "score_batch", None)
-    if callable(batch):
-        scores: list[Score] = batch(samples, outputs)
-        return scores
-    return [metric.score(s, o) for s, o in zip(samples, outputs, strict=True)]
+    return metric.score_batch(samples, outputs)
 
 
 def build_metric(name: str, params: dict[str, Any] | None = None) -> Metric:
@@ -68,8 +77,11 @@ def build_metric(name: str, params: dict[str, Any] | None = None) -> Metric:
 
     factory = METRICS.get(name)
     try:
-        metric: Metric = factory(**(params or {}))
+        metric = factory(**(params or {}))
     except TypeError as exc:
         keys = ", ".join(sorted(map(str, params or {}))) or "none"
         raise SpecError(f"metric {name!r}: bad parameters (given: {keys}): {exc}") from exc
+    if not isinstance(metric, Metric):
+        raise SpecError(f"metric {name!r} ({type(metric).__module__}.{type(metric).__name__}) does not subclass "
+                        "evalharness.metrics.base.Metric; plugin metrics must")
     return metric

@@ -6,7 +6,7 @@ becomes a program, as OpenAI human-eval and lm-evaluation-harness assemble it:
     <sample[prompt_field]> + <generation> + "\n" + <sample[test_field]> + "\n" + "check(<sample[entry_point_field]>)"
 
 (`include_prompt: false` for models that write the whole function; `entry_point_field: null`
-for tests that are plain asserts). Programs run in `evalharness.sandbox`, many at a time; one
+for tests that are plain asserts). Programs run in `evalharness.metrics.sandbox`, many at a time; one
 passes if it runs to its end and exits 0 within the time and memory limits (as in human-eval
 and HF code_eval, an exit before the end, even with status 0, fails, and `__main__` blocks do
 not run). With c of n passing, the problem's pass@k is 1 - C(n-c, k) / C(n, k), computed in the numerically stable product form of Chen et
@@ -29,7 +29,7 @@ import numpy as np
 
 from evalharness.errors import DataError, SpecError
 from evalharness.metrics.base import MeanMetric, TaskKind
-from evalharness.sandbox import Limits, RunResult, run_programs
+from evalharness.metrics.sandbox import Limits, RunResult, run_programs
 from evalharness.types import Output, Sample, Score
 
 _MEMO_SIZE = 20_000

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from evalharness.errors import DataError
-from evalharness.metrics.base import TaskKind
+from evalharness.metrics.base import Metric, TaskKind
 from evalharness.types import Output, Sample, Score
 
 _WHITESPACE = re.compile(r"\s+")
@@ -46,7 +46,7 @@ def _bits(mean_ll: float) -> float:
     return -mean_ll / math.log(2)
 
 
-class _Perplexity:
+class _Perplexity(Metric):
     higher_is_better = False
     kinds: frozenset[TaskKind] = frozenset({"perplexity"})
 

@@ -26,11 +26,11 @@ import numpy as np
 
 from evalharness.errors import SpecError
 from evalharness.metrics import first_answer, require_references
-from evalharness.metrics.base import TaskKind
+from evalharness.metrics.base import Metric, TaskKind
 from evalharness.types import Output, Sample, Score
 
 
-class _SacrebleuMetric:
+class _SacrebleuMetric(Metric):
     """Shared plumbing: per-segment stats out of sacrebleu, corpus score from summed stats."""
 
     kinds: frozenset[TaskKind] = frozenset({"generate"})

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from evalharness.data import get_path
+from evalharness.data.samples import get_path
 from evalharness.errors import DataError
 from evalharness.metrics.base import MeanMetric, TaskKind
 from evalharness.types import Output, Sample, Score

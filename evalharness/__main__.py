@@ -1,0 +1,7 @@
+"""`python -m evalharness`: the command line."""
+
+import sys
+
+from evalharness.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""OpenAI-compatible API backends: the backends, the asyncio HTTP transport, prices."""

@@ -1,0 +1,492 @@
+"""OpenAI-compatible APIs: `openai-chat` (chat completions) and `openai-completions` (completions).
+
+For OpenAI and any compatible server (vLLM, llama.cpp, Ollama, ...). Requests run concurrently
+on a private event loop under an adaptive limit with bounded retries (`aio`). The runner takes
+them through `stream`: every request of a kind is in the pipeline at once and finished ones come
+back in pieces, which the runner caches while the next requests are already in flight (a batch
+per call would leave every slot idle while each batch is saved). A request that exhausts its
+retries comes back as a Response with `error`: its sample is marked failed, never scored, and
+retried on the next run.
+
+HTTP goes through `transport.py` (the openai package's client by default, or httpcore with
+`transport=httpcore`); its CPU cost per request is measured in BENCHMARKS.md (api_bench).
+
+Log-likelihood uses the completions API with `echo=True, logprobs=1, max_tokens=1` (as
+lm-evaluation-harness's `local-completions`): the server echoes the prompt's tokens with their
+log-probabilities and character offsets. We send text, not token ids, so the continuation's
+tokens are found by offsets, counted back from the end of the prompt (robust to a BOS token the
+server adds in front): every token that ends inside the continuation is scored. A token that
+straddles the context/continuation boundary is scored whole; lm-eval, which tokenizes the two
+apart, would split it. The prompt's first token has no log-probability (nothing precedes it):
+lm-eval sends token ids with an end-of-text token in front to score it; here `prefix=TEXT` (e.g.
+`prefix=<|endoftext|>`) is put before rolling documents and empty contexts for the same effect.
+Without a prefix a rolling document's first token is left out, and `n_tokens` counts only the
+scored tokens. A server that returns no prompt log-probabilities is a BackendError on the first
+request, before any other work.
+
+The API key is never a model arg: it is read from OPENAI_API_KEY or the variable named by
+`api_key_env`, sent only in the Authorization header, and scrubbed from every error message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from evalharness.backends.base import Backend, as_bool
+from evalharness.backends.openai import aio
+from evalharness.backends.openai.echo import EchoError, score_echo
+from evalharness.backends.openai.pricing import Price, resolve_price
+from evalharness.backends.openai.transport import Clients, SDKTransport, shutdown
+from evalharness.errors import BackendError
+from evalharness.types import GenParams, Request, RequestKind, Response
+
+# Bump when a change here can change outputs, so old cache entries stop matching.
+IMPL_VERSION = 1
+OPENAI_URL = "https://api.openai.com/v1"
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+
+
+def _int_arg(value: Any, what: str, minimum: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise BackendError(f"--model-args: {what} must be a whole number, got {value!r}") from None
+    if number < minimum:
+        raise BackendError(f"--model-args: {what} must be >= {minimum}, got {value!r}")
+    return number
+
+
+def _clean_url(url: str) -> str:
+    """The base URL without credentials, query or a trailing endpoint path (lm-eval style URLs work too)."""
+    parts = urlsplit(url.strip())
+    if not parts.scheme or not parts.hostname:
+        raise BackendError(f"--model-args: base_url must look like http://HOST:PORT/v1, got {url!r}")
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    path = parts.path.rstrip("/")
+    for suffix in ("/chat/completions", "/completions"):
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+    return urlunsplit((parts.scheme, netloc, path, "", ""))
+
+
+def _snippet(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit] + "..."
+
+
+class _OpenAIBase(Backend):
+    """What both API backends share: client, key, retries, concurrency, usage and cost."""
+
+    name = "openai"
+    supports: frozenset[RequestKind] = frozenset({"generate"})
+    is_chat = False
+    streams = True
+    priced = True
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key_env: str | None = None,
+        max_concurrency: int | str = 8,
+        max_retries: int | str = 6,
+        timeout: float | str = 120.0,
+        chunk_size: int | str | None = None,
+        batch_size: int | str | None = None,
+        price_prompt: float | str | None = None,
+        price_completion: float | str | None = None,
+        api_key: Any = None,
+        http_client: Any = None,
+        backoff_base: float | str = 0.5,
+        transport: str = "openai",
+    ) -> None:
+        if api_key is not None:
+            # Never echo the value: it would land in logs and error reports.
+            raise BackendError(
+                f"{self.name}: api_key is not accepted in --model-args (it would be recorded); "
+                f"export it and pass api_key_env=VARIABLE_NAME (default {DEFAULT_KEY_ENV})"
+            )
+        if not str(model).strip():
+            raise BackendError(f"{self.name}: --model-args model=NAME is required")
+        self.model = str(model).strip()
+        self.base_url = _clean_url(base_url or OPENAI_URL)
+        self.official = urlsplit(self.base_url).hostname == "api.openai.com"
+        self.api_key_env = api_key_env or None
+        self.max_concurrency = _int_arg(max_concurrency, "max_concurrency", 1)
+        self.max_retries = _int_arg(max_retries, "max_retries", 0)
+        try:
+            self.timeout = float(timeout)
+            base_delay = float(backoff_base)
+        except (TypeError, ValueError):
+            raise BackendError(f"{self.name}: timeout and backoff_base must be seconds") from None
+        # The runner caches results in pieces of this many (see `stream`; per call for a plain
+        # batch): large enough to keep every slot busy, small enough that a crash loses little.
+        self.chunk_size = _int_arg(chunk_size, "chunk_size", 1) if chunk_size else max(64, 16 * self.max_concurrency)
+        self.batch_size = _int_arg(batch_size, "batch_size", 1) if batch_size not in (None, "", "auto") else self.max_concurrency
+        self.price: Price | None = resolve_price(
+            self.model, official_api=self.official, price_prompt=price_prompt, price_completion=price_completion
+        )
+        self.policy = aio.RetryPolicy(max_retries=self.max_retries, base_delay=base_delay)
+        self.limiter = aio.AdaptiveLimiter(self.max_concurrency)
+        self._rng = random.Random(0)
+        self._loop = aio.LoopThread()
+        # A backend dropped without close(): its connections are closed and the loop's thread stopped.
+        self._open: list[Any] = []
+        weakref.finalize(self, shutdown, self._loop, self._open)
+        self._http_client = http_client
+        if transport not in {"openai", "httpcore"}:
+            raise BackendError(f"{self.name}: transport must be openai (the openai package, default) or httpcore")
+        self.transport = transport
+        self._client: Clients | SDKTransport | None = None
+        self._key: str | None = None
+        self._headers: dict[str, str] = {}
+
+    # ---- identity, cost, lifecycle ----------------------------------------------------------
+
+    def identity(self) -> dict[str, Any]:
+        """The model name and server; never the key, never prices (they do not change outputs)."""
+        return {"backend": self.name, "impl": IMPL_VERSION, "model": self.model, "base_url": self.base_url}
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """USD for these tokens, or None when the price is unknown (report tokens only)."""
+        return None if self.price is None else self.price.cost(prompt_tokens, completion_tokens)
+
+    def close(self) -> None:
+        self._client = None
+        shutdown(self._loop, self._open)
+
+    # ---- the key and the client -------------------------------------------------------------
+
+    def _api_key(self) -> str:
+        env = self.api_key_env or DEFAULT_KEY_ENV
+        key = os.environ.get(env, "").strip()
+        if key:
+            return key
+        if self.api_key_env:
+            raise BackendError(f"{self.name}: api_key_env={env}: that environment variable is not set")
+        if self.official:
+            raise BackendError(f"{self.name}: set {DEFAULT_KEY_ENV} (or name another variable with api_key_env=NAME)")
+        return "EMPTY"  # local servers (vLLM, llama.cpp) take any key
+
+    def _get_client(self) -> Clients | SDKTransport:
+        if self._client is None:
+            try:
+                import httpcore  # noqa: F401
+                import httpx  # noqa: F401
+            except ImportError:
+                raise BackendError(f"{self.name}: the httpx package is missing; pip install 'evalharness[api]'") from None
+            from evalharness.version import __version__
+
+            self._key = self._api_key()
+            self._headers = {"Authorization": f"Bearer {self._key}", "Content-Type": "application/json",
+                             "Accept": "application/json", "User-Agent": f"evalharness/{__version__}"}
+            if self.transport == "openai":
+                self._client = SDKTransport(self._key, self.base_url, self.timeout, self._http_client, self.max_concurrency)
+            else:
+                self._client = Clients(self.timeout, self.base_url, self._http_client)
+            self._open.append(self._client)
+        return self._client
+
+    def _scrub(self, text: str) -> str:
+        if self._key and len(self._key) >= 4 and self._key != "EMPTY":
+            text = text.replace(self._key, "<redacted>")
+        return text
+
+    # ---- one HTTP call ----------------------------------------------------------------------
+
+    async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST `body` to base_url + path; transient faults raise Retryable, the reply is parsed here."""
+        try:
+            response = await self._get_client().post(self.base_url + path, json.dumps(body).encode(), self._headers)
+        except aio.Retryable as exc:
+            message = f"timed out after {self.timeout:g} s" if str(exc) == "timed out" else self._scrub(str(exc))
+            raise aio.Retryable(message) from None
+        if not 200 <= response.status_code < 300:
+            raise self._status_error(response)
+        return self._parse_json(response.content)
+
+    def _status_error(self, response: Any) -> Exception:
+        code = int(response.status_code)
+        try:
+            text = response.text
+        except Exception:  # noqa: BLE001 - an unreadable error body is no reason to crash
+            text = ""
+        detail = self._scrub(_snippet(text or f"HTTP {code}"))
+        retry_after = aio.parse_retry_after(response.headers)
+        if code == 429:
+            return aio.Retryable(f"HTTP 429 rate limited: {detail}", retry_after=retry_after, rate_limited=True)
+        if code in (408, 409) or code >= 500:
+            return aio.Retryable(f"HTTP {code}: {detail}", retry_after=retry_after)
+        if code in (401, 403):
+            env = self.api_key_env or DEFAULT_KEY_ENV
+            return BackendError(f"{self.name}: HTTP {code} from {self.base_url}: the server refused the API key from ${env}")
+        if code == 404:
+            return BackendError(f"{self.name}: HTTP 404 from {self.base_url}: unknown model {self.model!r} or wrong base_url ({detail})")
+        return aio.GiveUp(f"HTTP {code}: {detail}")
+
+    def _parse_json(self, content: bytes) -> dict[str, Any]:
+        try:
+            data = json.loads(content)
+        except (ValueError, UnicodeDecodeError):
+            text = content[:200].decode("utf-8", "replace")
+            raise aio.Retryable(self._scrub(f"malformed response from the server (not JSON): {_snippet(text)!r}")) from None
+        if not isinstance(data, dict):
+            raise aio.Retryable(f"malformed response from the server: expected a JSON object, got {type(data).__name__}")
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            error = data.get("error")
+            if error:
+                raise aio.Retryable(self._scrub(f"server error in a 200 response: {_snippet(json.dumps(error))}"))
+            raise aio.Retryable("malformed response from the server: no 'choices'")
+        return data
+
+    @staticmethod
+    def _usage(data: dict[str, Any]) -> tuple[int, int]:
+        usage = data.get("usage")
+        if not isinstance(usage, dict):
+            return 0, 0
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        return (prompt if isinstance(prompt, int) else 0), (completion if isinstance(completion, int) else 0)
+
+    # ---- batches ----------------------------------------------------------------------------
+
+    def _run_raw(self, requests: Sequence[Request], one: Callable[[Request], Awaitable[Response]]) -> list[Response | aio.Failed]:
+        if not requests:
+            return []
+        self._get_client()
+
+        async def batch() -> list[Response | aio.Failed]:
+            return await aio.run_all(requests, lambda r: lambda: one(r), self.limiter, self.policy, rng=self._rng)
+
+        return self._loop.run(batch())
+
+    def _run(self, requests: Sequence[Request], one: Callable[[Request], Awaitable[Response]]) -> list[Response]:
+        """Run `one` for every request concurrently; a failure becomes that request's error Response."""
+        return [self._as_response(r) for r in self._run_raw(requests, one)]
+
+    def _as_response(self, result: Response | aio.Failed) -> Response:
+        return result if isinstance(result, Response) else Response(error=f"{self.name}: {result.message}")
+
+    @staticmethod
+    def _gen_body(gen: GenParams, repeat: int) -> dict[str, Any]:
+        body: dict[str, Any] = {"max_tokens": gen.max_tokens, "temperature": gen.temperature}
+        if gen.temperature > 0:
+            body["top_p"] = gen.top_p
+            body["seed"] = gen.seed + repeat
+        stops = [s for s in gen.stop if s]
+        if stops:
+            body["stop"] = stops[:4]  # the API takes at most four; all of them are applied below
+        return body
+
+    @staticmethod
+    def _cut(text: str, gen: GenParams) -> str:
+        for stop in gen.stop:
+            if stop and stop in text:
+                text = text[: text.index(stop)]
+        return text
+
+    def generate(self, requests: Sequence[Request]) -> list[Response]:
+        return self._run(requests, self._generate_one)
+
+    # Pieces the runner saves (cache, sample log) while the next requests are already in flight.
+    flush_seconds = 2.0
+
+    def _attempt(self, kind: RequestKind) -> Callable[[Request], Awaitable[Response]]:
+        if kind != "generate":
+            raise BackendError(f"backend {self.name!r} cannot serve {kind!r} requests")
+        return self._generate_one
+
+    def stream(self, kind: RequestKind, requests: Sequence[Request], size: int) -> Iterator[tuple[list[int], list[Response]]]:
+        """Every request of one kind, concurrently, handed back in pieces as they finish.
+
+        Yields (indices into `requests`, their responses), at most `size` at a time or every
+        `flush_seconds`. Unlike a batch per call, the slots stay busy while the caller saves a
+        piece: no idle gap between batches. Closing the generator early cancels what is in flight.
+        """
+        from evalharness.backends.base import run_kind
+
+        start = 0
+        if kind != "generate" and requests:
+            # Log-likelihood: the first request goes alone (the completions backend checks there,
+            # once, that the server returns prompt log-probabilities).
+            yield [0], run_kind(self, kind, requests[:1])
+            start = 1
+        rest = requests[start:]
+        if not rest:
+            return
+        one = self._attempt(kind)
+        self._get_client()
+
+        def begin(put: Callable[[int, Any], None]) -> Any:
+            return aio.feed_all(rest, lambda r: lambda: one(r), self.limiter, self.policy, rng=self._rng,
+                                 put=lambda i, result: put(start + i, self._as_response(result)),
+                                 workers=4 * self.max_concurrency)
+
+        for piece in self._loop.stream(begin, size=max(1, size), seconds=self.flush_seconds):
+            yield [i for i, _ in piece], [r for _, r in piece]
+
+    async def _generate_one(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def loglikelihood(self, requests: Sequence[Request]) -> list[Response]:
+        raise BackendError(
+            f"{self.name} cannot score log-likelihoods: chat completions return no prompt log-probabilities; "
+            "use openai-completions with a server that supports echo with logprobs (e.g. vLLM)"
+        )
+
+    def loglikelihood_rolling(self, requests: Sequence[Request]) -> list[Response]:
+        return self.loglikelihood(requests)
+
+
+class OpenAIChatBackend(_OpenAIBase):
+    """Chat completions: `--model openai-chat --model-args model=NAME[,base_url=URL]`.
+
+    A plain-text prompt is sent as one user message; the server applies the model's template.
+    """
+
+    name = "openai-chat"
+    is_chat = True
+
+    def __init__(self, model: str, structured_output: bool | str = True, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        try:
+            structured = as_bool(structured_output)
+        except BackendError:
+            raise BackendError(f"{self.name}: structured_output must be true or false, got {structured_output!r}") from None
+        # Judges with a JSON verdict (rubrics) ask for it under their schema (judging/engine.py):
+        # OpenAI's structured outputs; vLLM's server decodes under the schema. A server that
+        # rejects `response_format` needs structured_output=false.
+        self.supports_json_schema = structured
+
+    def generate_json(self, requests: Sequence[Request], schema: dict[str, Any]) -> list[Response]:
+        """Generate with `response_format` set to `schema` (the reply is one JSON object that fits it)."""
+        fmt = {"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema, "strict": True}}
+        return self._run(requests, lambda r: self._generate_one(r, fmt))
+
+    async def _generate_one(self, request: Request, response_format: dict[str, Any] | None = None) -> Response:
+        gen = request.gen or GenParams()
+        if gen.max_tokens < 1:
+            return Response(text="")
+        if request.messages is not None:
+            messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        else:
+            messages = [{"role": "user", "content": request.prompt or ""}]
+        body = {"model": self.model, "messages": messages, **self._gen_body(gen, request.repeat)}
+        if response_format is not None:
+            body["response_format"] = response_format
+        data = await self._call("/chat/completions", body)
+        choice = data["choices"][0]
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise aio.Retryable("malformed response from the server: choices[0] has no 'message'")
+        text = message.get("content")
+        if text is None:
+            raise aio.GiveUp(f"the reply has no text (finish_reason={choice.get('finish_reason')!r})")
+        if not isinstance(text, str):
+            raise aio.Retryable("malformed response from the server: message.content is not a string")
+        prompt_tokens, completion_tokens = self._usage(data)
+        return Response(text=self._cut(text, gen), prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+
+class OpenAICompletionsBackend(_OpenAIBase):
+    """Completions: generation, and log-likelihood where the server echoes prompt logprobs.
+
+    Extra model arg: `prefix=TEXT`, put before rolling documents and empty contexts so their
+    first token gets a log-probability (e.g. `<|endoftext|>`; see the module docstring).
+    """
+
+    name = "openai-completions"
+    supports: frozenset[RequestKind] = frozenset({"generate", "loglikelihood", "loglikelihood_rolling"})
+
+    def __init__(self, model: str, prefix: str = "", **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self.prefix = prefix or ""
+        self._echo_checked = False
+
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "prefix": self.prefix}
+
+    @staticmethod
+    def _prompt(request: Request) -> str:
+        if request.messages is not None:
+            raise BackendError("openai-completions takes plain prompts; use openai-chat for chat messages")
+        return request.prompt or ""
+
+    async def _generate_one(self, request: Request) -> Response:
+        gen = request.gen or GenParams()
+        if gen.max_tokens < 1:
+            return Response(text="")
+        body = {"model": self.model, "prompt": self._prompt(request), **self._gen_body(gen, request.repeat)}
+        data = await self._call("/completions", body)
+        text = data["choices"][0].get("text")
+        if not isinstance(text, str):
+            raise aio.Retryable("malformed response from the server: choices[0].text is not a string")
+        prompt_tokens, completion_tokens = self._usage(data)
+        return Response(text=self._cut(text, gen), prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+    # ---- log-likelihood -----------------------------------------------------------------------
+
+    def _attempt(self, kind: RequestKind) -> Callable[[Request], Awaitable[Response]]:
+        if kind == "generate":
+            return self._generate_one
+        rolling = kind == "loglikelihood_rolling"
+
+        def one(request: Request) -> Awaitable[Response]:
+            self._prompt(request)  # chat messages: a clear error
+            return self._echo_one(request, rolling)
+
+        return one
+
+    def loglikelihood(self, requests: Sequence[Request]) -> list[Response]:
+        return self._scored(requests, rolling=False)
+
+    def loglikelihood_rolling(self, requests: Sequence[Request]) -> list[Response]:
+        return self._scored(requests, rolling=True)
+
+    def _scored(self, requests: Sequence[Request], rolling: bool) -> list[Response]:
+        for r in requests:
+            self._prompt(r)  # chat messages are refused before any call
+
+        def one(r: Request) -> Awaitable[Response]:
+            return self._echo_one(r, rolling)
+
+        if self._echo_checked or not requests:
+            return self._run(requests, one)
+        # The first request goes alone: a server that cannot echo prompt logprobs fails here,
+        # once, with a clear error, instead of failing every sample.
+        first = self._run_raw(requests[:1], one)[0]
+        if isinstance(first, aio.Failed) and not first.transient and first.message.startswith("HTTP 4"):
+            raise BackendError(f"{self.name}: {self.base_url} refused a log-likelihood request (echo=True, logprobs=1): "
+                               f"{first.message}")
+        self._echo_checked = isinstance(first, Response)
+        return [self._as_response(first), *self._run(requests[1:], one)]
+
+    async def _echo_one(self, request: Request, rolling: bool) -> Response:
+        if rolling:
+            scored = request.prompt or ""
+            context = self.prefix
+        else:
+            scored = request.continuation
+            context = self._prompt(request) or self.prefix
+        if not scored:
+            return Response(logprob=0.0, is_greedy=True, n_tokens=0)
+        body = {"model": self.model, "prompt": context + scored, "max_tokens": 1, "temperature": 0.0,
+                "logprobs": 1, "echo": True}
+        data = await self._call("/completions", body)
+        prompt_tokens, completion_tokens = self._usage(data)
+        try:
+            logprob, greedy, n_tokens = score_echo(data["choices"][0].get("logprobs"), prompt_tokens, len(scored),
+                                                   skip_first=rolling)
+        except EchoError as exc:
+            raise BackendError(
+                f"{self.name}: {self.base_url} returned no prompt log-probabilities for echo=True, logprobs=1 ({exc}); "
+                "this server cannot score log-likelihoods (vLLM's OpenAI server can)"
+            ) from None
+        return Response(logprob=logprob, is_greedy=greedy if not rolling else None, n_tokens=n_tokens,
+                        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)

@@ -1,0 +1,1 @@
+"""The vLLM in-process engine backend and its data-parallel replicas."""

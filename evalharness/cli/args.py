@@ -1,0 +1,57 @@
+"""Shared pieces of the command modules: the Command record, the parser class, argument types.
+
+A leaf: it imports nothing from evalharness but the error tree, so every command module can use it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from evalharness.errors import UsageError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its name, help line, argument definitions and handler."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Handler
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError (one line, exit 2) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def batch_size(text: str) -> str:
+    if text != "auto":
+        positive_int(text)
+    return text
+
+
+def add_model_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    dest = prefix.replace("-", "_")
+    p.add_argument(f"--{prefix}model", dest=f"{dest}model", default="smollm2" if not prefix else None,
+                   help="backend name (default: the embedded smollm2)" if not prefix else "judge backend name")
+    p.add_argument(f"--{prefix}model-args", dest=f"{dest}model_args", default="",
+                   help="backend arguments as k=v,k2=v2 (e.g. pretrained=PATH,dtype=float32)")
+
+

@@ -1,0 +1,21 @@
+"""Plain-text output of the commands: the per-task metric table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """A plain-text table of every task's metrics with CIs."""
+    rows = [("task", "metric", "value", "95% CI", "n")]
+    for name, task in results["tasks"].items():
+        for metric, m in task["metrics"].items():
+            arrow = "↑" if m.get("higher_is_better", True) else "↓"
+            rows.append((name, f"{metric} {arrow}", f"{m['value']:.4f}", f"[{m['ci_low']:.4f}, {m['ci_high']:.4f}]", str(m["n"])))
+    for name, group in (results.get("groups") or {}).items():
+        for metric, m in group["metrics"].items():
+            rows.append((f"{name} (group)", metric, f"{m['value']:.4f}", f"[{m['ci_low']:.4f}, {m['ci_high']:.4f}]", str(m["n"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

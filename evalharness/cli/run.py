@@ -1,0 +1,147 @@
+"""`evalharness run`: evaluate a model on tasks (or every model of a suite on every task)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from evalharness.cli.args import Command, add_model_args, batch_size, positive_int
+from evalharness.cli.console import summary_table
+from evalharness.errors import UsageError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_args(p)
+    add_model_args(p, "judge-")
+    p.add_argument("--tasks", default=None, help="comma-separated built-in task or group names (e.g. mmlu), or YAML paths")
+    p.add_argument("--suite", type=Path, default=None,
+                   help="a suite file (suites/*.yaml): every model on every task, one run dir each under --output, then report.html")
+    p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N samples")
+    p.add_argument("--limits", default="", help="per-task limits, e.g. arc_easy=100,gsm8k=10 (override --limit)")
+    p.add_argument("--num-fewshot", type=positive_int, default=None, help="override the task's few-shot count")
+    p.add_argument("--batch-size", type=batch_size, default=None, help="N or auto (GPU)")
+    p.add_argument("--max-concurrency", type=positive_int, default=None,
+                   help="API backends: most requests in flight at once (default 8; lowered on 429s)")
+    p.add_argument("--output", type=Path, default=None, help="run directory (default: runs/<model>)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="response cache folder (default: ~/.cache/evalharness/cache)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
+    chat = p.add_mutually_exclusive_group()
+    chat.add_argument("--chat-template", dest="chat_template", action="store_true", default=None,
+                      help="apply the model's chat template to every task")
+    chat.add_argument("--no-chat-template", dest="chat_template", action="store_false",
+                      help="never apply a chat template")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and sampling (default 0)")
+    p.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for CIs (default 1000)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="who computes the batches: this process (default; under accelerate launch / torchrun / "
+                        "mpirun each rank takes its share) or model replicas on a Ray cluster")
+    p.add_argument("--ray-address", default=None,
+                   help="--executor ray: the cluster to join (HOST:PORT or auto); default: start a local one")
+    p.add_argument("--ray-workers", type=positive_int, default=None,
+                   help="--executor ray: model replicas (default: one per GPU, else one per node)")
+
+
+def handle(args: argparse.Namespace) -> int:
+    from evalharness.backends import BACKENDS
+    from evalharness.backends.base import parse_model_args
+    from evalharness.execution.pipeline import RunConfig, evaluate
+    from evalharness.spec.group import expand_task_list
+    from evalharness.spec.library import parse_task_list
+
+    if args.suite is not None:
+        return run_suite_command(args)
+    if not args.tasks:
+        raise UsageError("evalharness run: the following arguments are required: --tasks (or --suite FILE)")
+    # Cheap argument checks first, so a typo fails before any task or data is read.
+    BACKENDS.get(args.model)
+    model_args: dict[str, Any] = parse_model_args(args.model_args)
+    tasks, groups = expand_task_list(parse_task_list(args.tasks))
+    limits = parse_limits(args.limits, {t.spec.name for t in tasks}, {g.name: g.member_names for g in groups})
+    if args.batch_size is not None:
+        model_args["batch_size"] = args.batch_size
+    if getattr(args, "max_concurrency", None):
+        model_args["max_concurrency"] = args.max_concurrency
+    output = args.output or Path("runs") / args.model
+    cfg = RunConfig(
+        tasks=tasks, model=args.model, model_args=model_args, output=output, limit=args.limit, limits=limits,
+        num_fewshot=args.num_fewshot, chat_template=args.chat_template, cache_dir=args.cache_dir,
+        use_cache=not args.no_cache, seed=args.seed, bootstrap_resamples=args.bootstrap,
+        progress=not args.no_progress, judge_model=args.judge_model,
+        judge_model_args=parse_model_args(args.judge_model_args), groups=groups,
+        executor=args.executor, ray_address=args.ray_address, ray_workers=args.ray_workers or None,
+    )
+    results = evaluate(cfg)
+    if "shard" in results:  # a launcher rank other than 0: rank 0 prints and writes the results
+        sh = results["shard"]
+        print(f"rank {sh['rank']}/{sh['world_size']}: computed {sh['computed']} request(s); rank 0 writes the results")
+        return 0
+    print(summary_table(results))
+    from evalharness.results.usage import usage_line
+
+    print(f"\n{usage_line(results)}")  # tokens and cost: model under test and judge apart
+    print(f"results: {output / 'results.json'}")
+    failed = sum(t.get("n_failed", 0) for t in results["tasks"].values())
+    if failed:
+        print(f"{failed} sample(s) failed; rerun the same command to retry them", file=sys.stderr)
+        return 1
+    return 0
+
+
+def parse_limits(text: str, task_names: set[str], groups: dict[str, list[str]] | None = None) -> dict[str, int]:
+    """`task=N,...`; a group name sets the limit of each of its members (a task named later wins)."""
+    limits: dict[str, int] = {}
+    groups = groups or {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or not value.strip().isdigit():
+            raise UsageError(f"--limits: expected task=N, got {part!r}")
+        if name in groups and name not in task_names:
+            limits.update(dict.fromkeys(groups[name], int(value)))
+            continue
+        if name not in task_names:
+            raise UsageError(f"--limits: {name!r} is not among --tasks ({', '.join(sorted(task_names))})")
+        limits[name] = int(value)
+    return limits
+
+
+
+def run_suite_command(args: argparse.Namespace) -> int:
+    """The `--suite` branch of `evalharness run`."""
+    from evalharness.execution.suite import run_suite
+    from evalharness.report.html import write_report
+    from evalharness.results.store import load_results
+    from evalharness.spec.suite import load_suite_file
+
+    clash = [flag for flag, given in (("--tasks", args.tasks), ("--limits", args.limits), ("--model-args", args.model_args),
+                                      ("--judge-model", args.judge_model), ("--num-fewshot", args.num_fewshot is not None),
+                                      ("--chat-template/--no-chat-template", args.chat_template is not None)) if given]
+    if args.model != "smollm2":
+        clash.append("--model")
+    if clash:
+        raise UsageError(f"run --suite: {', '.join(clash)} cannot be combined with a suite (the suite file names models and tasks)")
+    suite = load_suite_file(args.suite)
+    output = args.output or Path(suite.spec.output or Path("runs") / suite.spec.name)
+    run_dirs = run_suite(suite, output, cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=not args.no_progress,
+                         cap=args.limit, batch_size=args.batch_size, executor=args.executor,
+                         ray_address=args.ray_address, ray_workers=args.ray_workers or None)
+    if not run_dirs:
+        return 0  # a launcher rank other than 0 (its shares are in rank 0's runs)
+    failed = 0
+    for d in run_dirs:
+        results = load_results(d)
+        failed += sum(t.get("n_failed", 0) for t in results["tasks"].values())
+        print(f"\n{results['model'].get('name')}  ({d})\n{summary_table(results)}")
+    report = output / "report.html"
+    write_report([str(d) for d in run_dirs], report, "html", title=f"Suite {suite.spec.name}: leaderboard")
+    print(f"\nreport: {report}")
+    if failed:
+        print(f"{failed} sample(s) failed; rerun the same command to retry them", file=sys.stderr)
+        return 1
+    return 0
+
+
+COMMAND = Command("run", "evaluate a model on tasks", add_arguments, handle)

@@ -1,0 +1,248 @@
+"""`evaluate()`: task files -> samples -> requests -> responses -> scores -> results, top to bottom.
+
+One screen per job: `evaluate` runs every task on one model and writes results.json;
+`evaluate_task` prepares a task (prepare.py), runs its requests through the runner while the
+per-sample log is written as samples complete, scores the outputs (score.py) and returns the
+task's results entry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evalharness.backends.base import Backend, load_backend
+from evalharness.errors import UsageError
+from evalharness.execution.cache import NullCache, ResponseCache, default_home, request_key
+from evalharness.execution.launcher import Launch, ShardedExecutor, detect, launch_from_env, local_device
+from evalharness.execution.prepare import Prepared, describe_output, known_responses, metrics_for, prepare, record
+from evalharness.execution.runner import Executor, LocalExecutor, compute_requests, run_requests
+from evalharness.execution.score import score_outputs
+from evalharness.prompting.requests import to_output
+from evalharness.results.schema import CONFIDENCE, TaskResult, new_results
+from evalharness.results.store import SampleLog, redact, samples_path, write_json, write_jsonl
+from evalharness.results.usage import judge_entry, run_usage, usage_json
+from evalharness.spec.group import ResolvedGroup
+from evalharness.spec.task import LoadedTask
+from evalharness.types import Response, RunStats
+
+
+@dataclass
+class RunConfig:
+    """Everything `evalharness run` takes."""
+
+    tasks: Sequence[LoadedTask]
+    model: str = "smollm2"
+    model_args: dict[str, Any] = field(default_factory=dict)
+    output: Path = Path("runs/latest")
+    limit: int | None = None
+    limits: dict[str, int] = field(default_factory=dict)
+    num_fewshot: int | None = None
+    chat_template: bool | None = None
+    cache_dir: Path | None = None
+    use_cache: bool = True
+    seed: int = 0
+    bootstrap_resamples: int = 1000
+    progress: bool = True
+    judge_model: str | None = None
+    judge_model_args: dict[str, Any] = field(default_factory=dict)
+    groups: Sequence[ResolvedGroup] = ()  # task groups whose micro/macro scores results.json gets
+    name: str | None = None  # the model's display name (suites), recorded as results.json model.name
+    executor: str = "local"  # local (a launcher's ranks are detected by themselves) or ray
+    ray_address: str | None = None  # ray: an existing cluster (ray://HOST:PORT or HOST:PORT); None starts one
+    ray_workers: int | None = None  # ray: model replicas (default: one per GPU, else one per node)
+
+
+def open_cache(cfg: RunConfig) -> ResponseCache | NullCache:
+    if not cfg.use_cache:
+        return NullCache()
+    directory = cfg.cache_dir or default_home() / "cache"
+    return ResponseCache(Path(directory) / "responses.sqlite")
+
+
+def evaluate(cfg: RunConfig) -> dict[str, Any]:
+    """Evaluate every task on one model and write `results.json` into `cfg.output`."""
+    started = time.time()
+    launch, model_args = _launch(cfg)
+    backend = load_backend(cfg.model, model_args)
+    cache = open_cache(cfg)
+    cfg.output.mkdir(parents=True, exist_ok=True)
+    executor = _executor(cfg, launch, model_args)
+    if not executor.is_main:
+        return _run_rank(cfg, backend, cache, executor)
+    results = new_results(
+        model={"backend": cfg.model, "args": redact(cfg.model_args), "identity": backend.identity(),
+               **({"name": cfg.name} if cfg.name else {})},
+        config={"limit": cfg.limit, "limits": cfg.limits, "num_fewshot": cfg.num_fewshot, "seed": cfg.seed,
+                "bootstrap_resamples": cfg.bootstrap_resamples, "confidence": CONFIDENCE,
+                "cache": str(cache.path) if isinstance(cache, ResponseCache) else "None"},
+    )
+    try:
+        for task in cfg.tasks:
+            executor.begin_task(task.spec.name)
+            results["tasks"][task.spec.name] = evaluate_task(task, backend, cache, cfg, executor)
+        described = executor.describe()
+        if described is not None:
+            results["executor"] = described
+        executor.finish()  # a launcher's rank 0: merged, the shard files go
+    finally:
+        executor.close()
+        cache.close()
+        backend.close()
+    if cfg.groups:
+        from evalharness.stats.groups import compute_groups
+
+        results["groups"] = compute_groups(cfg.groups, dict(results), cfg.output, cfg.seed, cfg.bootstrap_resamples)
+    results["usage"] = run_usage(dict(results["tasks"]))  # totals: model under test and judge apart
+    results["duration_s"] = round(time.time() - started, 3)
+    write_json(cfg.output / "results.json", results)
+    return dict(results)
+
+
+def evaluate_task(task: LoadedTask, backend: Backend, cache: ResponseCache | NullCache, cfg: RunConfig,
+                  executor: Executor | None = None) -> TaskResult:
+    """Run one task and write its per-sample log; returns its results.json entry."""
+    started = time.time()
+    metrics = metrics_for(task)
+    if any(m.name == "judge" for m in task.spec.metrics):
+        from evalharness.judging.metric import bind_judges
+
+        bind_judges(metrics, cfg.judge_model, cfg.judge_model_args, cache, cfg.progress)
+    prep = _prepare(task, backend, cfg)
+    log_path = samples_path(cfg.output, task.spec.name)
+    known = known_responses(log_path, prep.fp)  # resume: reuse what a previous run finished
+    recorder = _SampleRecorder(prep, [request_key(backend.identity(), r) for r in prep.flat], SampleLog(log_path))
+    try:
+        responses, keys, stats = run_requests(backend, prep.flat, cache, known=known, on_batch=recorder.on_batch,
+                                              desc=task.spec.name, progress=cfg.progress, executor=executor)
+    finally:
+        recorder.log.close()
+    records, ok = _records(task, prep, responses, keys)
+    ok_samples = [prep.samples[i] for i in ok]
+    metric_json = score_outputs(metrics, ok_samples, [out for _, out in ok.items()], [records[i] for i in ok],
+                                seed=cfg.seed, resamples=cfg.bootstrap_resamples)
+    write_jsonl(log_path, records)
+    return {
+        "kind": task.spec.kind,
+        "n_samples": len(ok_samples),
+        "n_failed": len(prep.samples) - len(ok_samples),
+        "metrics": metric_json,
+        "fingerprint": prep.fingerprint,
+        "samples_file": str(log_path.relative_to(cfg.output)),
+        "source": task.spec.source.model_dump(exclude_none=True),
+        "usage": usage_json(stats, backend),  # tokens used vs computed now, and cost: see results/usage.py
+        **judge_entry(metrics),  # type: ignore[typeddict-item]  # the judge's tokens and cost, apart from the model's
+        "duration_s": round(time.time() - started, 3),
+    }
+
+
+def _prepare(task: LoadedTask, backend: Backend, cfg: RunConfig) -> Prepared:
+    return prepare(task, backend, limit=cfg.limits.get(task.spec.name, cfg.limit), num_fewshot=cfg.num_fewshot,
+                   chat_template=cfg.chat_template, seed=cfg.seed)
+
+
+class _SampleRecorder:
+    """Appends a sample's record to the log as soon as all its requests are answered.
+
+    Each sample keeps a count of its unanswered keys and each key the samples waiting on it,
+    so a finished piece costs time in its own size, not in the task's (linear in the run).
+    """
+
+    def __init__(self, prep: Prepared, flat_keys: list[str], log: SampleLog) -> None:
+        self.prep, self.log = prep, log
+        self.keys: list[list[str]] = []
+        self.waiting: dict[str, list[int]] = {}
+        self.missing: list[int] = []
+        self.have: dict[str, Response] = {}
+        start = 0
+        for i, reqs in enumerate(prep.per_sample):
+            ks = flat_keys[start : start + len(reqs)]
+            start += len(reqs)
+            self.keys.append(ks)
+            unique = set(ks)
+            self.missing.append(len(unique))
+            for k in unique:
+                self.waiting.setdefault(k, []).append(i)
+
+    def on_batch(self, fresh: dict[str, Response]) -> None:
+        ready = []
+        for k, resp in fresh.items():
+            if k in self.have:
+                continue
+            self.have[k] = resp
+            for i in self.waiting.get(k, ()):
+                self.missing[i] -= 1
+                if self.missing[i] == 0:
+                    ready.append(i)
+        for i in sorted(ready):
+            ks = self.keys[i]
+            self.log.append(record(self.prep.samples[i], self.prep.prompts[i], ks, [self.have[k] for k in ks], self.prep.fp))
+
+
+def _records(task: LoadedTask, prep: Prepared, responses: list[Response], keys: list[str]) -> tuple[list[dict[str, Any]], dict[int, Any]]:
+    """Every sample's final log record, and the outputs of the samples whose requests all succeeded."""
+    records, ok, start = [], {}, 0
+    for i, (sample, reqs) in enumerate(zip(prep.samples, prep.per_sample, strict=True)):
+        rs, ks = responses[start : start + len(reqs)], keys[start : start + len(reqs)]
+        start += len(reqs)
+        rec = record(sample, prep.prompts[i], ks, rs, prep.fp)
+        if "error" not in rec:
+            ok[i] = to_output(task, rs)
+            describe_output(rec, ok[i])
+        records.append(rec)
+    return records, ok
+
+
+def compute_shard(task: LoadedTask, backend: Backend, cache: ResponseCache | NullCache, cfg: RunConfig,
+                  executor: Executor) -> RunStats:
+    """A launcher rank other than 0: compute this rank's batches of the task; rank 0 scores."""
+    metrics_for(task)  # a bad metric fails on every rank, before any work
+    prep = _prepare(task, backend, cfg)
+    known = known_responses(samples_path(cfg.output, task.spec.name), prep.fp)
+    _, _, stats = compute_requests(backend, prep.flat, cache, known=known, desc=task.spec.name, progress=False,
+                                   executor=executor)
+    return stats
+
+
+def _run_rank(cfg: RunConfig, backend: Backend, cache: ResponseCache | NullCache, executor: Executor) -> dict[str, Any]:
+    """A launcher rank other than 0: its share of every task's batches; rank 0 writes the results."""
+    computed = 0
+    try:
+        for task in cfg.tasks:
+            executor.begin_task(task.spec.name)
+            computed += compute_shard(task, backend, cache, cfg, executor).computed
+    except BaseException as exc:
+        executor.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        executor.close()
+        cache.close()
+        backend.close()
+    assert isinstance(executor, ShardedExecutor)  # only launcher ranks are not the main process
+    return {"shard": {"rank": executor.launch.rank, "world_size": executor.launch.world, "computed": computed}}
+
+
+def _launch(cfg: RunConfig) -> tuple[Launch | None, dict[str, Any]]:
+    """A launcher's rank (accelerate launch, torchrun, mpirun), and the model args of this rank."""
+    if cfg.executor == "ray":
+        if detect() is not None:
+            raise UsageError("--executor ray runs in one driver process: do not start it under a launcher")
+        return None, cfg.model_args
+    if cfg.executor != "local":
+        raise UsageError(f"--executor must be local or ray, got {cfg.executor!r}")
+    launch = launch_from_env()
+    return launch, (local_device(cfg.model_args, launch) if launch else cfg.model_args)
+
+
+def _executor(cfg: RunConfig, launch: Launch | None, model_args: dict[str, Any]) -> Executor:
+    if launch is not None:
+        return ShardedExecutor(launch, cfg.output)
+    if cfg.executor == "ray":
+        from evalharness.execution.ray_executor import RayExecutor
+
+        return RayExecutor(cfg.model, model_args, address=cfg.ray_address, workers=cfg.ray_workers,
+                           log_path=cfg.output / "executor.jsonl")
+    return LocalExecutor()

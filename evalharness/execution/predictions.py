@@ -1,0 +1,218 @@
+"""`evalharness score`: a predictions file -> Samples + Outputs -> the scoring step -> a run directory.
+
+Input rows (JSONL, JSON, CSV, Parquet, Arrow): `id`, `prediction` and `references`, plus any
+other columns (e.g. `prompt`, `context`, or `test`/`entry_point` for pass@k), which become the
+sample's fields. `prediction` may be a list (several generations, for pass@k); `references` a
+string or a list (in CSV, a cell holding a JSON list is read as a list).
+
+Output: the run directory `evalharness run` writes (`results.json`, schema version 1, and
+`samples/<task>.jsonl`), so `report` and `gate` read it unchanged. The task is named after the
+file. In the fingerprint, `model_identity_hash` is the predictions' hash (the "model" of a
+scoring run is its predictions) and `task_file_hash` the hash of the metric set-up.
+
+Metrics are a list of objects built by name; anything implementing the Metric protocol
+(an LLM judge included: a metric whose `score_batch` calls a backend) plugs in through
+`build_metrics` or by passing its own list to `score_samples`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evalharness.data.samples import read_rows
+from evalharness.errors import DataError, SpecError
+from evalharness.execution.score import score_outputs
+from evalharness.metrics.base import Metric, build_metric
+from evalharness.results.schema import CONFIDENCE, new_results
+from evalharness.results.store import samples_path, write_json, write_jsonl
+from evalharness.results.usage import judge_entry, run_usage
+from evalharness.types import Output, Sample
+from evalharness.version import __version__
+
+CI_METHOD = "bootstrap-percentile"
+
+
+@dataclass
+class ScoreConfig:
+    """Everything `evalharness score` takes."""
+
+    predictions: Path
+    metrics: Sequence[str]
+    output: Path
+    metric_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    task_name: str | None = None
+    seed: int = 0
+    bootstrap_resamples: int = 1000
+    # LLM judges (judges/ names or paths), each a metric named after the judge; see judging/metric.py
+    judges: Sequence[str] = ()
+    judge_model: str | None = None
+    judge_model_args: dict[str, Any] = field(default_factory=dict)
+    cache_dir: Path | None = None
+    use_cache: bool = True
+
+
+def _hash_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _hash(data: Any) -> str:
+    return _hash_bytes(json.dumps(data, sort_keys=True, default=str).encode())
+
+
+def _texts(value: Any, csv: bool) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        if csv and value.lstrip().startswith("["):
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError:
+                return (value,)
+            if isinstance(parsed, list):
+                return tuple(str(v) for v in parsed)
+        return (value,)
+    if isinstance(value, (list, tuple)):
+        return tuple("" if v is None else str(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return tuple(str(v) for v in value.tolist())
+    return (str(value),)
+
+
+def read_predictions(path: Path) -> tuple[list[Sample], list[Output]]:
+    """Samples (id, fields, references) and Outputs (the predictions) of a predictions file."""
+    if not path.is_file():
+        raise DataError(f"{path}: predictions file not found")
+    rows = read_rows(path)
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    csv = path.suffix.lower() == ".csv"
+    samples, outputs, seen = [], [], set()
+    for i, row in enumerate(rows):
+        where = f"{path}: row {i + 1}"
+        missing = [k for k in ("id", "prediction") if k not in row]
+        if missing:
+            raise DataError(f"{where}: missing column(s) {', '.join(missing)} (expected id, prediction, references)")
+        sid = str(row["id"])
+        if sid in seen:
+            raise DataError(f"{where}: duplicate id {sid!r}")
+        seen.add(sid)
+        preds = _texts(row["prediction"], csv=False)
+        if not preds:
+            raise DataError(f"{where}: prediction is empty (null or an empty list)")
+        refs = _texts(row.get("references"), csv)
+        fields = {k: v for k, v in row.items() if k != "prediction"}
+        samples.append(Sample(id=sid, fields=fields, references=refs))
+        outputs.append(Output(generations=preds, extracted=preds))
+    return samples, outputs
+
+
+def build_metrics(names: Sequence[str], params: dict[str, dict[str, Any]] | None = None) -> list[Metric]:
+    """Metric objects by registered name, with per-name params; each must apply to generations."""
+    params = params or {}
+    unknown = set(params) - set(names)
+    if unknown:
+        raise SpecError(f"metric params given for {', '.join(sorted(unknown))}, which is not among the metrics ({', '.join(names)})")
+    metrics: list[Metric] = []
+    for name in names:
+        metric = build_metric(name, params.get(name))
+        if "generate" not in metric.kinds:
+            raise SpecError(f"metric {name!r} does not score text predictions (it applies to {', '.join(sorted(metric.kinds))} tasks)")
+        metrics.append(metric)
+    names_out = [m.name for m in metrics]
+    if len(set(names_out)) != len(names_out):
+        raise SpecError(f"metrics: the same metric is listed twice ({', '.join(names_out)})")
+    return metrics
+
+
+def score_samples(
+    metrics: Sequence[Metric], samples: Sequence[Sample], outputs: Sequence[Output], seed: int, resamples: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Each metric's corpus value with its CI, and the per-sample records."""
+    records: list[dict[str, Any]] = []
+    for s, o in zip(samples, outputs, strict=True):
+        rec: dict[str, Any] = {"id": s.id}
+        for key in ("prompt", "context"):
+            if key in s.fields:
+                rec[key] = s.fields[key]
+        if s.references:
+            rec["references"] = list(s.references)
+        rec["generations"] = list(o.generations)
+        records.append(rec)
+    return score_outputs(metrics, samples, outputs, records, seed=seed, resamples=resamples), records
+
+
+def _fingerprint(cfg: ScoreConfig, samples: Sequence[Sample], judge: dict[str, Any] | None) -> dict[str, Any]:
+    """A scoring run's fingerprint: the metric set-up stands for the task file, the predictions for the model."""
+    setup: dict[str, Any] = {"metrics": list(cfg.metrics), "params": cfg.metric_params}
+    if judge is not None:
+        setup["judge"] = judge
+    return {
+        "task_file_hash": _hash(setup),
+        "model_identity_hash": _hash_bytes(cfg.predictions.read_bytes()),
+        "harness_version": __version__,
+        "seed": cfg.seed,
+        "sample_ids_hash": _hash([s.id for s in samples]),
+    }
+
+
+def score_predictions(cfg: ScoreConfig) -> dict[str, Any]:
+    """Score a predictions file and write a run directory; returns what results.json holds."""
+    started = time.time()
+    if not cfg.metrics and not cfg.judges:
+        raise SpecError("score: give at least one metric or judge")
+    metrics = build_metrics(cfg.metrics, cfg.metric_params)  # bad names fail before the file is read
+    from evalharness.judging.metric import JudgeSession
+
+    judges = JudgeSession(cfg.judges, cfg.judge_model, cfg.judge_model_args, cfg.cache_dir, cfg.use_cache)
+    metrics += judges.metrics
+    samples, outputs = read_predictions(cfg.predictions)
+    name = cfg.task_name or cfg.predictions.stem
+    try:
+        metric_json, records = score_samples(metrics, samples, outputs, cfg.seed, cfg.bootstrap_resamples)
+    finally:
+        judges.close()
+    fingerprint = _fingerprint(cfg, samples, judges.describe() if cfg.judges else None)
+    log_path = samples_path(cfg.output, name)
+    for rec in records:
+        rec["fp"] = fingerprint["task_file_hash"]
+    write_jsonl(log_path, records)
+    duration = round(time.time() - started, 3)
+    results = new_results(
+        model={"backend": "predictions", "name": name, "args": {"path": str(cfg.predictions)},
+               "identity": {"predictions": str(cfg.predictions)}},
+        config={
+            "seed": cfg.seed,
+            "bootstrap_resamples": cfg.bootstrap_resamples,
+            "confidence": CONFIDENCE,
+            "ci_method": CI_METHOD,
+            "metrics": list(cfg.metrics),
+            "metric_params": cfg.metric_params,
+            **({"judge": judges.describe()} if cfg.judges else {}),
+        },
+        tasks={
+            name: {
+                "kind": "generate",
+                "n_samples": len(samples),
+                "n_failed": 0,
+                "metrics": metric_json,
+                "fingerprint": fingerprint,
+                "samples_file": str(log_path.relative_to(cfg.output)),
+                "source": {"predictions": str(cfg.predictions)},
+                **judge_entry(judges.metrics),  # the judge's tokens and cost
+                "duration_s": duration,
+            }
+        },
+        duration_s=duration,
+    )
+    if cfg.judges:
+        results["usage"] = run_usage(results["tasks"])
+    write_json(cfg.output / "results.json", results)
+    return dict(results)

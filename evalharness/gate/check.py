@@ -1,0 +1,297 @@
+"""Baseline comparison -> verdict: is the current run worse than the baseline beyond noise?
+
+`run_gate` reads two run directories (results.json + samples/<task>.jsonl), refuses to compare
+runs that did not evaluate the same thing (task file, prompt template, few-shot count, chat
+template, sample set, per-sample prompts and answers), then checks every shared metric against
+its rule (gate_config.Rule): an absolute bound on the current value, and a maximum drop that
+counts only when a one-sided paired test (evalharness.stats.paired) finds it significant at `alpha`.
+Rendering (console, Markdown, JUnit) lives in gate_render.py; the command in gate_cli.py.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evalharness.errors import DataError, EvalHarnessError, UsageError
+from evalharness.results.rundir import RunDir
+from evalharness.spec.gate import GateConfig, Rule
+from evalharness.stats.paired import Alternative, as_rows, is_binary, mcnemar_exact, mean_aggregate, paired_bootstrap
+
+# Fingerprint fields that may differ between the two sides: the model is what is compared;
+# a new harness version or bootstrap seed does not change what was asked. Every other field
+# (task_file_hash, prompt_template_hash, num_fewshot, chat_template, and any added later) must
+# match. The sample set is compared id by id from the logs, not by its hash.
+EXPECTED_TO_DIFFER = frozenset({"model_identity_hash", "sample_ids_hash"})
+NOTED_IF_DIFFERENT = frozenset({"harness_version", "seed"})
+# What each sample was asked and what counted as right; must match for shared samples.
+SAMPLE_FIELDS = ("prompt", "choices", "gold", "references")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One task/metric comparison: values on the paired samples, the difference and the verdict."""
+
+    task: str
+    metric: str
+    higher_is_better: bool
+    n: int
+    baseline: float
+    current: float
+    diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    test: str  # "mcnemar" | "bootstrap" | "threshold"
+    rule: Rule
+    failures: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def worse_by(self) -> float:
+        """How much worse the current value is, in the metric's units (negative: better)."""
+        return -self.diff if self.higher_is_better else self.diff
+
+
+@dataclass
+class GateReport:
+    """Everything the renderers show; `exit_code` is 0 on pass and 1 on any failed check."""
+
+    current: Path
+    baseline: Path
+    alpha: float
+    use_stats: bool
+    checks: list[Check] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)  # tolerated by --allow-mismatch
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.passed else 1
+
+
+def run_gate(
+    current: Path,
+    baseline: Path,
+    config: GateConfig | None = None,
+    alpha: float | None = None,
+    use_stats: bool = True,
+    allow_mismatch: bool = False,
+) -> GateReport:
+    """Compare `current` with `baseline`; raises DataError when they are not comparable."""
+    cfg = config or GateConfig()
+    alpha = cfg.alpha if alpha is None else alpha
+    if not 0.0 < alpha < 0.5:
+        raise UsageError(f"--alpha: expected a number between 0 and 0.5, got {alpha}")
+    cur, base = RunDir.open(current, "current run"), RunDir.open(baseline, "baseline")
+    report = GateReport(current, baseline, alpha, use_stats)
+    problems: list[str] = []
+    shared = [t for t in base.tasks if t in cur.tasks]
+    problems += [f"{t}: in the baseline but not in the current run" for t in base.tasks if t not in cur.tasks]
+    report.notes += [f"{t}: only in the current run; not checked" for t in cur.tasks if t not in base.tasks]
+    _check_config_names(cfg, base, cur, shared)
+    paired: dict[str, tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]] = {}
+    for task in shared:
+        problems += _fingerprint_problems(task, base.tasks[task], cur.tasks[task], report.notes)
+        b_recs, c_recs = base.records(task), cur.records(task)
+        problems += _sample_problems(task, b_recs, c_recs)
+        paired[task] = (b_recs, c_recs)
+    if problems and not allow_mismatch:
+        listing = "\n  ".join(problems)
+        raise DataError(
+            f"{current} and {baseline} are not comparable:\n  {listing}\n"
+            "(pass --allow-mismatch to compare the shared samples anyway)"
+        )
+    report.mismatches = problems
+    for task in shared:
+        b_recs, c_recs = paired[task]
+        params = (base.results.get("config") or {}).get("metric_params") or {}  # recorded by `evalharness score`
+        report.checks += _task_checks(task, base.tasks[task], cur.tasks[task], b_recs, c_recs, params, cfg, alpha, use_stats, report.notes)
+    if not report.checks:
+        raise DataError(f"{current} and {baseline}: no shared metric to compare")
+    return report
+
+
+def _check_config_names(cfg: GateConfig, base: RunDir, cur: RunDir, shared: list[str]) -> None:
+    """A rule for a task or metric the runs do not share is a typo until proven otherwise."""
+    for task, rules in cfg.tasks.items():
+        if task not in shared:
+            raise UsageError(f"gate config: tasks.{task}: not a task of both runs (shared: {', '.join(shared) or 'none'})")
+        metrics = set(base.tasks[task].get("metrics", {})) & set(cur.tasks[task].get("metrics", {}))
+        for metric in rules:
+            if metric not in metrics:
+                raise UsageError(f"gate config: tasks.{task}.{metric}: not a metric of both runs (shared: {', '.join(sorted(metrics))})")
+
+
+def _fingerprint_problems(task: str, base: dict[str, Any], cur: dict[str, Any], notes: list[str]) -> list[str]:
+    fb, fc = base.get("fingerprint") or {}, cur.get("fingerprint") or {}
+    problems: list[str] = []
+    for key in sorted(set(fb) | set(fc)):
+        if key in EXPECTED_TO_DIFFER or fb.get(key) == fc.get(key):
+            continue
+        line = f"{task}: {key} differs: baseline {fb.get(key)!r}, current {fc.get(key)!r}"
+        (notes if key in NOTED_IF_DIFFERENT else problems).append(line)
+    for metric in sorted(set(base.get("metrics", {})) & set(cur.get("metrics", {}))):
+        hb = base["metrics"][metric].get("higher_is_better", True)
+        hc = cur["metrics"][metric].get("higher_is_better", True)
+        if hb != hc:
+            problems.append(f"{task}.{metric}: higher_is_better differs: baseline {hb}, current {hc}")
+    return problems
+
+
+def _examples(ids: list[str], k: int = 3) -> str:
+    shown = ", ".join(ids[:k])
+    return f"{shown}, ..." if len(ids) > k else shown
+
+
+def _sample_problems(task: str, base: dict[str, dict[str, Any]], cur: dict[str, dict[str, Any]]) -> list[str]:
+    problems = []
+    only_b = [i for i in base if i not in cur]
+    only_c = [i for i in cur if i not in base]
+    if only_b:
+        problems.append(f"{task}: {len(only_b)} sample(s) missing from the current run ({_examples(only_b)})")
+    if only_c:
+        problems.append(f"{task}: {len(only_c)} sample(s) not in the baseline ({_examples(only_c)})")
+    for name in SAMPLE_FIELDS:
+        differ = [i for i in base if i in cur and base[i].get(name) != cur[i].get(name)]
+        if differ:
+            n_shared = len(base) - len(only_b)
+            problems.append(f"{task}: {name} differs on {len(differ)} of {n_shared} shared sample(s) ({_examples(differ)})")
+    return problems
+
+
+def _rows(rec: dict[str, Any], metric: str) -> list[float]:
+    stats = (rec.get("score_stats") or {}).get(metric)
+    return [float(x) for x in stats] if stats else [float(rec["scores"][metric])]
+
+
+def _matrix(task: str, metric: str, side: str, recs: list[dict[str, Any]]) -> np.ndarray:
+    """Per-sample statistics (n x k) of one side, as the metric's `aggregate` consumes them."""
+    rows = [_rows(r, metric) for r in recs]
+    if len({len(r) for r in rows}) > 1:
+        raise DataError(f"{task}.{metric}: the {side}'s per-sample statistics have differing lengths")
+    return as_rows(np.array(rows, dtype=float))
+
+
+def _scored(recs: dict[str, dict[str, Any]], metric: str) -> set[str]:
+    return {i for i, r in recs.items() if isinstance((r.get("scores") or {}).get(metric), (int, float))}
+
+
+def _task_checks(
+    task: str, base: dict[str, Any], cur: dict[str, Any], b_recs: dict[str, dict[str, Any]], c_recs: dict[str, dict[str, Any]],
+    params: dict[str, Any], cfg: GateConfig, alpha: float, use_stats: bool, notes: list[str],
+) -> list[Check]:
+    b_metrics, c_metrics = base.get("metrics", {}), cur.get("metrics", {})
+    for m in sorted(set(b_metrics) ^ set(c_metrics)):
+        side = "baseline" if m in b_metrics else "current run"
+        notes.append(f"{task}.{m}: only in the {side}; not checked")
+    checks = []
+    for metric in [m for m in b_metrics if m in c_metrics]:
+        rule = cfg.rule(task, metric)
+        if rule is None:
+            continue
+        b_ok, c_ok = _scored(b_recs, metric), _scored(c_recs, metric)
+        both = [i for i in b_recs if i in c_recs]
+        for side, ok in (("baseline", b_ok), ("current run", c_ok)):
+            unscored = [i for i in both if i not in ok]
+            if unscored:
+                notes.append(f"{task}.{metric}: {len(unscored)} sample(s) unscored (failed) in the {side} ({_examples(unscored)})")
+        ids = [i for i in b_recs if i in b_ok and i in c_ok]
+        if not ids:
+            raise DataError(f"{task}.{metric}: no sample scored in both runs")
+        b_rows = _matrix(task, metric, "baseline", [b_recs[i] for i in ids])
+        c_rows = _matrix(task, metric, "current run", [c_recs[i] for i in ids])
+        if b_rows.shape[1] != c_rows.shape[1]:
+            raise DataError(f"{task}.{metric}: statistics per sample: baseline {b_rows.shape[1]}, current {c_rows.shape[1]}")
+        aggregate = _aggregator(task, metric, params.get(metric), base.get("fingerprint", {}).get("task_file_hash"), b_rows.shape[1])
+        for side, recs, ok, entry in (("baseline", b_recs, b_ok, b_metrics[metric]), ("current run", c_recs, c_ok, c_metrics[metric])):
+            _check_recomputed(task, metric, side, aggregate, [recs[i] for i in recs if i in ok], entry, notes)
+        hib = bool(b_metrics[metric].get("higher_is_better", True))
+        checks.append(compare(task, metric, hib, b_rows, c_rows, aggregate, rule, cfg, alpha, use_stats, float(c_metrics[metric]["value"])))
+    return checks
+
+
+def _aggregator(
+    task: str, metric: str, params: dict[str, Any] | None, task_file_hash: str | None, width: int,
+) -> Callable[[np.ndarray], float]:
+    """The metric's own corpus aggregate, built with the params it was run with where those are
+    known: recorded by `evalharness score`, or in the task file when it is found unchanged."""
+    from evalharness.metrics.base import build_metric
+
+    if params is None:
+        try:
+            from evalharness.spec.library import find_task
+
+            loaded = find_task(task)
+            if loaded.file_hash == task_file_hash:
+                params = next((m.params for m in loaded.spec.metrics if m.name == metric), None)
+        except EvalHarnessError:
+            pass
+    try:
+        return build_metric(metric, params).aggregate
+    except EvalHarnessError:
+        if width == 1:
+            return mean_aggregate  # a metric from an uninstalled plugin: per-sample means still pair
+        raise DataError(f"{task}.{metric}: unknown metric with corpus statistics; install the plugin that defines it") from None
+
+
+def _check_recomputed(
+    task: str, metric: str, side: str, aggregate: Callable[[np.ndarray], float], recs: list[dict[str, Any]],
+    entry: dict[str, Any], notes: list[str],
+) -> None:
+    """The log must reproduce results.json; if not, say so (edited log, unknown metric params)."""
+    if not recs:
+        return
+    value = aggregate(_matrix(task, metric, side, recs))
+    recorded = float(entry.get("value", math.nan))
+    if not (math.isclose(value, recorded, rel_tol=1e-6, abs_tol=1e-9) or (math.isnan(value) and math.isnan(recorded))):
+        notes.append(f"{task}.{metric}: the {side}'s sample log gives {value:.6g} but its results.json says {recorded:.6g}")
+
+
+def compare(
+    task: str, metric: str, hib: bool, b_rows: np.ndarray, c_rows: np.ndarray, aggregate: Callable[[np.ndarray], float],
+    rule: Rule, cfg: GateConfig, alpha: float, use_stats: bool, current_reported: float,
+) -> Check:
+    """Apply one rule to paired rows. A drop counts when it exceeds `max_drop` and, with stats, a
+    one-sided paired test rejects "no worse than the allowance" at `alpha`. The CI is two-sided at
+    1 - 2 alpha, so its bad-side end is the one-sided bound: with the bootstrap test, the drop is
+    significant when the whole interval lies past the allowance (up to one resample)."""
+    sign = 1.0 if hib else -1.0
+    null = -sign * rule.max_drop  # the difference at the edge of what is tolerated
+    failures = []
+    if rule.min_value is not None and not current_reported >= rule.min_value:
+        failures.append(f"value {current_reported:.4g} is below the minimum {rule.min_value:g}")
+    if rule.max_value is not None and not current_reported <= rule.max_value:
+        failures.append(f"value {current_reported:.4g} is above the maximum {rule.max_value:g}")
+    if use_stats:
+        worse: Alternative = "less" if hib else "greater"
+        boot = paired_bootstrap(b_rows, c_rows, aggregate, cfg.resamples, cfg.seed, 1.0 - 2.0 * alpha, null, worse)
+        diff, low, high, p, test = boot.diff, boot.ci_low, boot.ci_high, boot.p_value, "bootstrap"
+        top = next((t for t in (1.0, 100.0) if is_binary(b_rows, t) and is_binary(c_rows, t)), None)
+        if rule.max_drop == 0.0 and b_rows.shape[1] == 1 and top is not None:
+            p, test = mcnemar_exact(b_rows[:, 0] / top, c_rows[:, 0] / top, worse).p_value, "mcnemar"
+    else:
+        diff = aggregate(c_rows) - aggregate(b_rows)
+        low = high = p = math.nan
+        test = "threshold"
+    worse_by = -sign * diff
+    if worse_by > rule.max_drop and (not use_stats or p < alpha):
+        allowed = f" (allowed {rule.max_drop:g})" if rule.max_drop else ""
+        failures.append(f"drop of {worse_by:.4g}{allowed}" + (f" is significant (p={p:.3g} < {alpha:g})" if use_stats else ""))
+    return Check(
+        task=task, metric=metric, higher_is_better=hib, n=int(b_rows.shape[0]), baseline=aggregate(b_rows),
+        current=aggregate(c_rows), diff=diff, ci_low=low, ci_high=high, p_value=p, test=test, rule=rule,
+        failures=tuple(failures),
+    )

@@ -1,0 +1,108 @@
+"""The versioned results schema: results.json and the per-sample logs, written atomically.
+
+Layout of a run directory:
+    results.json            schema_version, run metadata, per-task metrics with CIs, fingerprints
+    samples/<task>.jsonl    one record per sample (prompt, outputs, extracted answer, scores)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from evalharness.errors import DataError
+from evalharness.results.schema import SCHEMA_VERSION
+
+SECRET_KEYS = re.compile(r"(api[_-]?key|token|secret|passw(or)?d|auth|bearer|credential|cookie|private[_-]?key)", re.IGNORECASE)
+SECRET_VALUES = re.compile(r"\s*(bearer|basic)\s|\s*authorization\s*:", re.IGNORECASE)  # a header passed under any name
+
+
+def redact(args: dict[str, Any]) -> dict[str, Any]:
+    """Model args as recorded: anything that looks like a credential is dropped."""
+    return {k: ("<redacted>" if SECRET_KEYS.search(k) or SECRET_VALUES.match(str(v)) else v) for k, v in args.items()}
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def samples_path(run_dir: Path, task: str) -> Path:
+    return run_dir / "samples" / f"{task}.jsonl"
+
+
+class SampleLog:
+    """Append-only per-sample log; each line is flushed so a crash keeps what finished."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fh = path.open("a", encoding="utf-8")
+        if self._fh.tell() > 0:
+            with path.open("rb") as fh:
+                fh.seek(-1, 2)
+                torn = fh.read(1) != b"\n"
+            if torn:  # a crash cut the last line: end it so the next record stands on its own line
+                self._fh.write("\n")
+                self._fh.flush()
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def read_jsonl_tolerant(path: Path) -> list[dict[str, Any]]:
+    """Records of a per-sample log; a torn last line (crash mid-write) is ignored."""
+    if not path.exists():
+        return []
+    records = []
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict):
+                records.append(rec)
+    return records
+
+
+def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records))
+
+
+def load_results(run_dir: Path | str) -> dict[str, Any]:
+    """Read a run directory's results.json (or the file itself), checking the schema version."""
+    p = Path(run_dir)
+    path = p / "results.json" if p.is_dir() else p
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: no results.json here (is this a run directory?)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a valid results file: {exc}") from None
+    if not isinstance(data, dict) or "schema_version" not in data:
+        raise DataError(f"{path}: schema_version: missing (not an evalharness results file)")
+    if data["schema_version"] > SCHEMA_VERSION:
+        raise DataError(f"{path}: schema_version {data['schema_version']} is newer than this evalharness reads")
+    return data
+
+
+def load_samples_log(run_dir: Path | str, task: str) -> list[dict[str, Any]]:
+    return read_jsonl_tolerant(samples_path(Path(run_dir), task))
