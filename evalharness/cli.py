@@ -87,6 +87,13 @@ def _add_run(p: argparse.ArgumentParser) -> None:
                    help="--executor ray: the cluster to join (HOST:PORT or auto); default: start a local one")
     p.add_argument("--ray-workers", type=_positive_int, default=None,
                    help="--executor ray: model replicas (default: one per GPU, else one per node)")
+    add_unsafe_code_flag(p)
+
+
+def add_unsafe_code_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-unsafe-code-execution", action="store_true",
+                   help="let pass@k run model-written code without OS isolation where bubblewrap is unavailable "
+                        "(same as EVALHARNESS_ALLOW_UNSAFE_CODE=1; see SECURITY.md)")
 
 
 @command("run", "evaluate a model on tasks", _add_run)
@@ -260,6 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
+        if getattr(args, "allow_unsafe_code_execution", False):
+            os.environ["EVALHARNESS_ALLOW_UNSAFE_CODE"] = "1"  # read by evalharness.sandbox (and Ray workers)
         return COMMANDS[args.command][2](args)
     except EvalHarnessError as exc:
         if debug:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from evalharness.cli import _positive_int, command, summary_table
+from evalharness.cli import _positive_int, add_unsafe_code_flag, command, summary_table
 from evalharness.errors import UsageError
 
 DEFAULT_METRICS = "exact_match,f1,bleu,chrf,rougeL"
@@ -23,6 +23,7 @@ def _add_score(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task-name", default=None, help="task name in results.json (default: the predictions file name)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     p.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples for CIs (default 1000)")
+    add_unsafe_code_flag(p)
     from evalharness.judging.cli_args import add_judge_args
 
     add_judge_args(p)
