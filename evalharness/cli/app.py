@@ -39,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
+        if getattr(args, "allow_unsafe_code_execution", False):
+            os.environ["EVALHARNESS_ALLOW_UNSAFE_CODE"] = "1"  # read by the sandbox (and Ray workers)
         return COMMANDS[args.command].handler(args)
     except EvalHarnessError as exc:
         if debug:

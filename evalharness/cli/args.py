@@ -55,3 +55,7 @@ def add_model_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
                    help="backend arguments as k=v,k2=v2 (e.g. pretrained=PATH,dtype=float32)")
 
 
+def add_unsafe_code_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-unsafe-code-execution", action="store_true",
+                   help="let pass@k run model-written code without OS isolation where bubblewrap is unavailable "
+                        "(same as EVALHARNESS_ALLOW_UNSAFE_CODE=1; see SECURITY.md)")

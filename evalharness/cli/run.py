@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evalharness.cli.args import Command, add_model_args, batch_size, positive_int
+from evalharness.cli.args import Command, add_model_args, add_unsafe_code_flag, batch_size, positive_int
 from evalharness.cli.console import summary_table
 from evalharness.errors import UsageError
 
@@ -42,6 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="--executor ray: the cluster to join (HOST:PORT or auto); default: start a local one")
     p.add_argument("--ray-workers", type=positive_int, default=None,
                    help="--executor ray: model replicas (default: one per GPU, else one per node)")
+    add_unsafe_code_flag(p)
 
 
 def handle(args: argparse.Namespace) -> int:

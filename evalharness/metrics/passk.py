@@ -6,11 +6,13 @@ becomes a program, as OpenAI human-eval and lm-evaluation-harness assemble it:
     <sample[prompt_field]> + <generation> + "\n" + <sample[test_field]> + "\n" + "check(<sample[entry_point_field]>)"
 
 (`include_prompt: false` for models that write the whole function; `entry_point_field: null`
-for tests that are plain asserts). Programs run in `evalharness.metrics.sandbox`, many at a time; one
-passes if it runs to its end and exits 0 within the time and memory limits (as in human-eval
-and HF code_eval, an exit before the end, even with status 0, fails, and `__main__` blocks do
-not run). With c of n passing, the problem's pass@k is 1 - C(n-c, k) / C(n, k), computed in the numerically stable product form of Chen et
-al. (2021), "Evaluating Large Language Models Trained on Code", and identical to
+for tests that are plain asserts). Programs run in `evalharness.metrics.sandbox`, many at a time, under
+OS isolation (bubblewrap); the tests run in a separate judge process that calls the program's
+functions and alone can report a pass (metrics/sandbox/). One passes if its tests run to their end
+within the time and memory limits (as in human-eval and HF code_eval, an exit before the end,
+even with status 0, fails, and `__main__` blocks do not run). With c of n passing, the
+problem's pass@k is 1 - C(n-c, k) / C(n, k), computed in the numerically stable product form of
+Chen et al. (2021), "Evaluating Large Language Models Trained on Code", and identical to
 `human_eval.evaluation.estimate_pass_at_k`. The corpus value is the mean over problems, on the
 0-1 scale; k > n is an error (the estimator is undefined).
 
@@ -20,6 +22,7 @@ on the same task run each program once.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -29,7 +32,7 @@ import numpy as np
 
 from evalharness.errors import DataError, SpecError
 from evalharness.metrics.base import MeanMetric, TaskKind
-from evalharness.metrics.sandbox import Limits, RunResult, run_programs
+from evalharness.metrics.sandbox import Limits, RunResult, require_isolation, run_programs
 from evalharness.types import Output, Sample, Score
 
 _MEMO_SIZE = 20_000
@@ -47,14 +50,22 @@ def estimate_pass_at_k(n: int, c: int, k: int) -> float:
     return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
 
 
-def execute(programs: Sequence[str], limits: Limits, workers: int | None = None) -> list[RunResult]:
-    """Run programs in the sandbox, reusing results of programs already run with these limits."""
-    keys = [(hashlib.sha256(p.encode("utf-8")).hexdigest(), limits) for p in programs]
-    todo: dict[tuple[str, Limits], str] = {}
-    for key, program in zip(keys, programs, strict=True):
+def execute(programs: Sequence[str], limits: Limits, workers: int | None = None,
+            tests: Sequence[str] | None = None, under_test: Sequence[tuple[str, ...]] | None = None) -> list[RunResult]:
+    """Run programs in the sandbox (each judged against `tests[i]` when given), reusing results of
+    programs already run with these tests and limits."""
+    tests = list(tests) if tests is not None else [""] * len(programs)
+    names = list(under_test) if under_test is not None else [()] * len(programs)
+    keys = [(hashlib.sha256(f"{len(p)}:{len(t)}:{p}{t}{','.join(n)}".encode("utf-8", "surrogateescape")).hexdigest(), limits)
+            for p, t, n in zip(programs, tests, names, strict=True)]
+    todo: dict[tuple[str, Limits], tuple[str, str, tuple[str, ...]]] = {}
+    for key, program, test, name in zip(keys, programs, tests, names, strict=True):
         if key not in _memo:
-            todo.setdefault(key, program)
-    for key, result in zip(todo, run_programs(list(todo.values()), limits, workers), strict=True):
+            todo.setdefault(key, (program, test, name))
+    pending = list(todo.values())
+    ran = run_programs([p for p, _, _ in pending], limits, workers, tests=[t for _, t, _ in pending],
+                       under_test=[n for _, _, n in pending]) if pending else []
+    for key, result in zip(todo, ran, strict=True):
         _memo[key] = result
     results = []
     for key in keys:
@@ -86,6 +97,7 @@ class PassAtK(MeanMetric):
             raise SpecError(f"pass_at_k: k must be >= 1, got {k}")
         if timeout <= 0 or memory_mb < 64:
             raise SpecError(f"pass_at_k: need timeout > 0 and memory_mb >= 64, got {timeout}, {memory_mb}")
+        require_isolation()  # no sandbox and no opt-in: refuse now, before any generation
         self.k = int(k)
         self.name = f"pass@{self.k}"
         self.prompt_field = prompt_field if include_prompt else None
@@ -99,16 +111,34 @@ class PassAtK(MeanMetric):
             raise DataError(f"{self.name}: sample {sample.id!r} has no field {name!r} (set the metric's *_field params)")
         return str(sample.fields[name])
 
-    def program(self, sample: Sample, completion: str) -> str:
-        """The program that checks one generation: prompt + completion + tests + the check call."""
+    def parts(self, sample: Sample, completion: str) -> tuple[str, str]:
+        """(program, tests): prompt + completion, and the tests + the check call, judged apart (metrics/sandbox/)."""
         head = self._field(sample, self.prompt_field) if self.prompt_field else ""
-        parts = [head + completion, self._field(sample, self.test_field)]
+        tests = [self._field(sample, self.test_field)]
         if self.entry_point_field:
-            parts.append(f"check({self._field(sample, self.entry_point_field)})")
-        return "\n".join(parts) + "\n"
+            tests.append(f"check({self._field(sample, self.entry_point_field)})")
+        return head + completion + "\n", "\n".join(tests) + "\n"
+
+    def under_test(self, sample: Sample) -> tuple[str, ...]:
+        """The names the tests may take from the program even where they shadow a builtin: the entry
+        point, or for plain-assert tests the functions the reference solution defines (MBPP 126 is
+        called `sum`). Any other program name like `abs` or `set` never replaces the tests' builtin."""
+        if self.entry_point_field:
+            return (self._field(sample, self.entry_point_field),)
+        try:
+            tree = ast.parse(sample.references[0]) if sample.references else None
+        except (SyntaxError, ValueError):
+            tree = None
+        return tuple(n.name for n in (tree.body if tree else []) if isinstance(n, (ast.FunctionDef, ast.ClassDef)))
+
+    def program(self, sample: Sample, completion: str) -> str:
+        """The whole program as human-eval assembles it: prompt + completion + tests + the check call."""
+        return "".join(self.parts(sample, completion))
 
     def score_batch(self, samples: Sequence[Sample], outputs: Sequence[Output]) -> list[Score]:
         programs: list[str] = []
+        tests: list[str] = []
+        names: list[tuple[str, ...]] = []
         for sample, output in zip(samples, outputs, strict=True):
             if len(output.generations) < self.k:
                 raise DataError(
@@ -116,8 +146,13 @@ class PassAtK(MeanMetric):
                     f"pass@{self.k} needs generate.n >= {self.k}"
                 )
             # Raw generations, not `extracted`: stripping would break the indentation of the body.
-            programs.extend(self.program(sample, g) for g in output.generations)
-        results = iter(execute(programs, self.limits, self.workers))
+            under_test = self.under_test(sample)
+            for g in output.generations:
+                program, test = self.parts(sample, g)
+                programs.append(program)
+                tests.append(test)
+                names.append(under_test)
+        results = iter(execute(programs, self.limits, self.workers, tests, names))
         scores = []
         for output in outputs:
             runs = [next(results) for _ in output.generations]

