@@ -21,7 +21,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from evalharness.errors import UsageError
+from evalharness.errors import SpecError, UsageError
+from evalharness.specs import parse_yaml, read_text
 
 
 class Rule(BaseModel):
@@ -60,14 +61,12 @@ def load_gate_config(path: Path | None) -> GateConfig:
     """The config at `path` (the defaults when None); errors name the file and the field."""
     if path is None:
         return GateConfig()
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: gate config not found") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: not valid YAML: {exc}") from None
+    if not path.exists():
+        raise UsageError(f"{path}: gate config not found")
+    try:  # the one YAML parser: size and node limits, one line naming the file and line
+        data = parse_yaml(read_text(path), str(path))
+    except SpecError as exc:
+        raise UsageError(str(exc)) from None
     try:
         return GateConfig.model_validate(data if data is not None else {})
     except ValidationError as exc:

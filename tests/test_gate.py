@@ -333,7 +333,7 @@ def test_identical_pipeline_runs_pass_with_zero_difference(fixtures: Path, tmp_p
         ("tasks:\n  toy:\n    acc: {max_drop: -1}\n", [], "tasks.toy.acc.max_drop: Input should be greater than or equal to 0"),
         ("tasks:\n  toy:\n    accuracy: {}\n", [], "tasks.toy.accuracy: not a metric of both runs (shared: acc)"),
         ("tasks:\n  arc:\n    acc: {}\n", [], "tasks.arc: not a task of both runs (shared: toy)"),
-        ("alpha: [\n", [], "not valid YAML"),
+        ("alpha: [\n", [], "invalid YAML"),
         (None, ["--alpha", "0.5"], "expected a number between 0 and 0.5"),
     ],
 )
