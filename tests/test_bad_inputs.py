@@ -14,6 +14,7 @@ import yaml
 
 from evalharness.cli import main
 from evalharness.data import samples as data
+from evalharness.spec import loader as specs
 
 HERE = Path(__file__).parent / "bad_inputs"
 REPO = Path(__file__).resolve().parent.parent
@@ -69,6 +70,33 @@ def _replace_bomb(tmp: Path) -> Path:
     return _task(tmp, "bomb.yaml", "ok.jsonl", "{{ ('ab' * 400000)|replace('a', 'aaaa') }}")
 
 
+def _huge_yaml(tmp: Path) -> Path:
+    task = _task(tmp, "huge.yaml", "ok.jsonl")
+    with task.open("a", encoding="utf-8") as fh:
+        fh.write("# padding\n" * (specs.MAX_YAML_BYTES // 10))
+    return task
+
+
+def _many_nodes_yaml(tmp: Path) -> Path:
+    """About 600 KB of YAML: under the size limit, over the node limit (refused while parsing)."""
+    task = _task(tmp, "many.yaml", "ok.jsonl")
+    with task.open("a", encoding="utf-8") as fh:
+        fh.write("tags: [" + ", ".join(["t"] * 200_000) + "]\n")
+    return task
+
+
+def _nested_loops(tmp: Path) -> Path:
+    (tmp / "ok.jsonl").write_text((HERE / "data" / "ok.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    loops = "{% for i in range(10000) %}{% for j in range(10000) %}{% for k in range(10000) %}{% endfor %}{% endfor %}{% endfor %}"
+    return _task(tmp, "loops.yaml", "ok.jsonl", loops)
+
+
+def _concat_bomb(tmp: Path) -> Path:
+    (tmp / "ok.jsonl").write_text((HERE / "data" / "ok.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    doubling = "{% macro d(s, n) %}{{ d(s ~ s, n - 1) if n else s|length }}{% endmacro %}{{ d(question, 40) }}"
+    return _task(tmp, "concat.yaml", "ok.jsonl", doubling)
+
+
 MAKERS: dict[str, Callable[[Path], Path]] = {
     "huge_jsonl_row": _huge_jsonl_row,
     "deeply_nested_row": _deeply_nested_row,
@@ -76,6 +104,10 @@ MAKERS: dict[str, Callable[[Path], Path]] = {
     "huge_template_output": _huge_template_output,
     "symlink_out_of_roots": _symlink_out_of_roots,
     "replace_bomb": _replace_bomb,
+    "huge_yaml": _huge_yaml,
+    "many_nodes_yaml": _many_nodes_yaml,
+    "nested_loops": _nested_loops,
+    "concat_bomb": _concat_bomb,
 }
 
 
@@ -83,7 +115,9 @@ def _argv(case: dict[str, Any], tmp: Path) -> list[str]:
     if "argv" in case:
         return [a.format(dir=HERE, tmp=tmp) for a in case["argv"]]
     task = MAKERS[case["make"]](tmp) if "make" in case else HERE / case["task"]
-    return ["run", "--model", "fake", "--tasks", str(task), "--output", str(tmp / "out"), "--no-cache", "--no-progress"]
+    # The corpus's tasks read ../data/: a folder the user names, as nothing beside the task file is.
+    roots = ["--data-root", str(HERE / "data")] if "task" in case and case.get("data_root", True) else []
+    return ["run", "--model", "fake", "--tasks", str(task), "--output", str(tmp / "out"), "--no-cache", "--no-progress", *roots]
 
 
 def test_corpus_is_big_enough() -> None:

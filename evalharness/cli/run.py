@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", default=None, help="comma-separated built-in task or group names (e.g. mmlu), or YAML paths")
     p.add_argument("--suite", type=Path, default=None,
                    help="a suite file (suites/*.yaml): every model on every task, one run dir each under --output, then report.html")
+    p.add_argument("--data-root", action="append", type=Path, default=[], metavar="DIR",
+                   help="a folder task files may read data from besides their own (repeatable; "
+                        "also $EVALHARNESS_DATA_ROOTS)")
     p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N samples")
     p.add_argument("--limits", default="", help="per-task limits, e.g. arc_easy=100,gsm8k=10 (override --limit)")
     p.add_argument("--num-fewshot", type=positive_int, default=None, help="override the task's few-shot count")
@@ -46,6 +49,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from evalharness.data.samples import extra_data_roots
+
+    for folder in args.data_root:
+        if not folder.is_dir():
+            raise UsageError(f"--data-root {folder}: not a folder")
+    with extra_data_roots(args.data_root):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from evalharness.backends import BACKENDS
     from evalharness.backends.base import parse_model_args
     from evalharness.execution.pipeline import RunConfig, evaluate

@@ -10,6 +10,8 @@ import json
 import os
 import random
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +23,25 @@ FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parqu
 
 
 DATA_ROOTS_ENV = "EVALHARNESS_DATA_ROOTS"
+# Folders named on the command line (`run --data-root DIR`), set for the length of a command.
+_EXTRA_ROOTS: ContextVar[tuple[Path, ...]] = ContextVar("evalharness_data_roots", default=())
+
+
+@contextmanager
+def extra_data_roots(folders: Sequence[str | Path]) -> Iterator[None]:
+    """Let tasks read data from these folders too while the block runs (`--data-root`)."""
+    token = _EXTRA_ROOTS.set(_EXTRA_ROOTS.get() + tuple(Path(f) for f in folders))
+    try:
+        yield
+    finally:
+        _EXTRA_ROOTS.reset(token)
 
 
 def allowed_roots(task: LoadedTask) -> list[Path]:
-    """Folders a task's data may come from: its own folder tree, the working directory tree,
-    and the folders listed in $EVALHARNESS_DATA_ROOTS (os.pathsep-separated)."""
-    roots = [task.base_dir, Path.cwd()]
+    """Folders a task's data may come from: its own folder tree, and the folders the user named
+    (`--data-root`, $EVALHARNESS_DATA_ROOTS as an os.pathsep list). Never the working directory
+    by itself: a task file from elsewhere must not read files beside the user's."""
+    roots = [task.base_dir, *_EXTRA_ROOTS.get()]
     roots += [Path(p) for p in os.environ.get(DATA_ROOTS_ENV, "").split(os.pathsep) if p.strip()]
     return [r.resolve() for r in roots]
 
@@ -72,7 +87,7 @@ def resolve_path(task: LoadedTask, relative: str, field: str) -> Path:
     if not any(path.is_relative_to(root) for root in allowed_roots(task)):
         raise DataError(
             f"{where}: {field}: {relative!r} resolves to {path}, outside the allowed data folders (the task file's "
-            f"folder, the current directory, and ${DATA_ROOTS_ENV}); add its folder to ${DATA_ROOTS_ENV} to allow it"
+            f"folder, --data-root and ${DATA_ROOTS_ENV}); pass --data-root with its folder to allow it"
         )
     if not path.is_file():
         raise DataError(f"{where}: {field}: file not found: {path}" + (" (a folder)" if path.is_dir() else ""))

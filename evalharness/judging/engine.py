@@ -86,8 +86,8 @@ def _fields(spec: JudgeSpec, item: JudgeItem, order: tuple[int, ...]) -> dict[st
 
 def _request(spec: JudgeSpec, item: JudgeItem, order: tuple[int, ...], repeat: int, chat: bool) -> Request:
     fields = _fields(spec, item, order)
-    user = render(spec.template, fields, where=f"judge {spec.name}: template")
-    system = render(spec.system, fields, where=f"judge {spec.name}: system") if spec.system else None
+    user = render(spec.template, fields, where=f"judge {spec.name}: template: row {item.id}")
+    system = render(spec.system, fields, where=f"judge {spec.name}: system: row {item.id}") if spec.system else None
     gen = GenParams(max_tokens=spec.generation.max_tokens, temperature=spec.generation.temperature)
     if chat:
         msgs = ((Message("system", system),) if system else ()) + (Message("user", user),)

@@ -1,13 +1,15 @@
-"""Prompt rendering in a jinja2 sandbox with StrictUndefined.
+"""Prompt rendering in a jinja2 sandbox with StrictUndefined, on a time and size budget.
 
 Data fields reach templates as values only: they are never themselves rendered as templates,
 so `{{ ... }}` inside a data row is plain text.
 
 The sandbox refuses attribute walks to Python internals (`__class__`, `__globals__`, ...) and
-has no globals but a bounded `range`. Size bombs are bounded where they are cheap to catch:
-`*`, `+`, `**` and `%` on big operands, padding widths in `%` / `str.format` / `format`, the
-`center`, `indent` and `replace` filters, and the total output. Other slow paths remain
-(e.g. repeated `~` concatenation): see SECURITY.md.
+has no globals but a bounded `range`. Each render also runs on a budget (`Limits`): a deadline
+checked on every loop iteration, call, filter, `~`, operator and output; no operation may take
+or build a value past `max_value` characters, checked before the value is built where an
+operation can amplify its input (`*`, `~`, `%`, `format`, padding, `replace`, `join`,
+`wordwrap`, ...); everything the operations build in one render counts against `max_built`,
+so a loop cannot keep many big values alive; and the prompt is cut at `max_output`.
 """
 
 from __future__ import annotations
@@ -16,98 +18,375 @@ import functools
 import hashlib
 import re
 import string
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from evalharness.errors import TemplateError
 
-# The most characters (or items) one template operation may build, and a rendered prompt may hold.
-MAX_VALUE = 1_000_000
-MAX_OUTPUT = 4_000_000
+
+@dataclass(frozen=True)
+class Limits:
+    """The budget of one render; `render(..., limits=)` or the module's LIMITS set it."""
+
+    seconds: float = 2.0  # wall clock of one render
+    max_value: int = 1_000_000  # characters (or items) one template operation may take or build
+    max_output: int = 4_000_000  # characters of one rendered prompt
+    max_built: int = 16_000_000  # characters all operations of one render may build together
+
+
+LIMITS = Limits()
+MAX_TEMPLATE = 100_000  # characters of one template's source (the longest built-in one has 1,694)
 _PRINTF = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 
 
-def _size(value: Any) -> int | None:
-    return len(value) if isinstance(value, (str, list, tuple)) else None
+class _Budget:
+    """The running account of one render: its deadline and the characters built so far."""
+
+    __slots__ = ("built", "deadline", "limits")
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.deadline = time.monotonic() + limits.seconds
+        self.built = 0
+
+    def tick(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise TemplateError(f"refused by the template sandbox: rendering took longer than the "
+                                f"{self.limits.seconds:g} s time budget")
+
+    def spend(self, size: int) -> None:
+        self.built += size
+        if self.built > self.limits.max_built:
+            raise TemplateError(f"refused by the template sandbox: the template built more than "
+                                f"{self.limits.max_built:,} characters in all")
+
+    def iterate(self, iterable: Iterable[Any]) -> Iterator[Any]:
+        deadline, clock = self.deadline, time.monotonic
+        for item in iterable:
+            if clock() > deadline:
+                self.tick()
+            yield item
 
 
-def _refuse(what: str) -> TemplateError:
-    return TemplateError(f"refused by the template sandbox: {what} would exceed {MAX_VALUE:,} characters")
+_ACTIVE: ContextVar[_Budget | None] = ContextVar("evalharness_render_budget", default=None)
 
 
-def _check_widths(fmt: str) -> None:
-    """Padding widths and precisions in a printf-style or str.format string must stay small."""
+def _limits() -> Limits:
+    budget = _ACTIVE.get()
+    return budget.limits if budget is not None else LIMITS
+
+
+def _weight(value: Any, cap: int) -> int:
+    """About how many characters `str(value)` would take, counting what containers refer to;
+    counting stops past `cap`. A list of a thousand references to one big string is heavy."""
+    total, stack = 0, [value]
+    while stack and total <= cap:
+        v = stack.pop()
+        if isinstance(v, (str, bytes)):
+            total += len(v)
+        elif isinstance(v, bool) or v is None:
+            total += 5
+        elif isinstance(v, int):
+            total += v.bit_length() // 3 + 1
+        elif isinstance(v, (list, tuple, set, frozenset)):
+            total += 2 + len(v)
+            stack.extend(v)
+        elif isinstance(v, Mapping):
+            total += 2 + 2 * len(v)
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        else:  # numbers, ranges, generators, macros: short when printed
+            total += 24
+    return total
+
+
+def _refuse(what: str, limit: int | None = None) -> TemplateError:
+    limit = _limits().max_value if limit is None else limit
+    return TemplateError(f"refused by the template sandbox: {what} would exceed {limit:,} characters")
+
+
+def _check_weight(what: str, *values: Any) -> None:
+    cap = _limits().max_value
+    if sum(_weight(v, cap) for v in values) > cap:
+        raise _refuse(what)
+
+
+def _built(what: str, value: Any) -> Any:
+    """Account for a value an operation built: refused past max_value, counted toward max_built."""
+    budget = _ACTIVE.get()
+    cap = (budget.limits if budget is not None else LIMITS).max_value
+    size = len(value) if value.__class__ is str else _weight(value, cap)
+    if size > cap:
+        raise _refuse(what)
+    if budget is not None:
+        budget.spend(size)
+    return value
+
+
+def _check_widths(fmt: str, args: Any = ()) -> None:
+    """Padding widths in a printf-style or str.format string stay small, and so does the result
+    (every field may print all of the arguments)."""
     numbers = [n for m in _PRINTF.finditer(fmt) for n in m.groups() if n]
+    fields = fmt.count("%")
     try:
-        specs = [spec for _, _, spec, _ in string.Formatter().parse(fmt) if spec]
+        parsed = list(string.Formatter().parse(fmt))
+        specs = [spec for _, _, spec, _ in parsed if spec]
+        fields += sum(name is not None for _, name, _, _ in parsed)
     except ValueError:
         specs = []  # not a str.format string; `%` formatting still applies
     if any("{" in spec for spec in specs):
         raise _refuse("a nested format width")
     numbers += [n for spec in specs for n in re.findall(r"\d+", spec)]
-    if any(n == "*" or int(n) > MAX_VALUE for n in numbers):
+    cap = _limits().max_value
+    if any(n == "*" or int(n) > cap for n in numbers):
         raise _refuse(f"format width in {fmt[:40]!r}")
+    if fields and len(fmt) + fields * _weight(args, cap) > cap:
+        raise _refuse(f"formatting {fmt[:40]!r}")
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The jinja2 sandbox with size checks on the operators that can build huge values."""
-
-    intercepted_binops = frozenset({"*", "+", "**", "%"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, n in ((left, right), (right, left)):
-                if _size(seq) is not None and isinstance(n, int) and _size(seq) * n > MAX_VALUE:  # type: ignore[operator]
-                    raise _refuse("repetition")
-        elif operator == "+" and _size(left) is not None and _size(right) is not None:
-            if _size(left) + _size(right) > MAX_VALUE:  # type: ignore[operator]
-                raise _refuse("concatenation")
-        elif operator == "**" and isinstance(left, int) and isinstance(right, int) and abs(left) > 1:
-            if right * max(1, abs(left).bit_length()) > 64 * MAX_VALUE:
-                raise _refuse("power")
-        elif operator == "%" and isinstance(left, str):
-            _check_widths(left)
-        return super().call_binop(context, operator, left, right)
-
-    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        wrapped = super().wrap_str_format(value)
-        if wrapped is not None:
-            _check_widths(value.__self__)
-        return wrapped
+def _check_pad(value: Any, width: Any = 80, *args: Any, **kwargs: Any) -> None:
+    pad = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
+    text = str(value)
+    if pad * (1 + text.count("\n")) + len(text) > _limits().max_value:
+        raise _refuse("padding")
 
 
-def _guarded(name: str, check: Callable[..., None]) -> Callable[..., Any]:
-    """A built-in filter with a size check first (keeping jinja2's context-passing mark)."""
-    original = jinja2.filters.FILTERS[name]
+def _check_replace(value: Any, old: Any = "", new: Any = "", count: Any = None, **kwargs: Any) -> None:
+    text, old, new = (value, old, new) if isinstance(value, bytes) else (str(value), str(old), str(new))
+    hits = (len(text) + 1) if len(old) == 0 else text.count(old)
+    if isinstance(count, int) and count >= 0:
+        hits = min(hits, count)
+    if len(text) + hits * max(0, len(new) - len(old)) > _limits().max_value:
+        raise _refuse("replace")
+
+
+def _check_join(items: Any, sep: Any = "", *args: Any, **kwargs: Any) -> None:
+    if isinstance(items, (str, list, tuple, set, frozenset, Mapping, range)):
+        if _weight(items, _limits().max_value) + len(items) * _weight(sep, _limits().max_value) > _limits().max_value:
+            raise _refuse("join")
+
+
+def _check_wordwrap(value: Any, width: Any = 79, break_long_words: Any = True, wrapstring: Any = None,
+                    *args: Any, **kwargs: Any) -> None:
+    cap = _limits().max_value
+    lines = len(str(value)) // max(1, width if isinstance(width, int) else 1) + 1
+    if lines > cap // 50:  # textwrap spends about 10 us a line
+        raise TemplateError(f"refused by the template sandbox: wordwrap would make more than {cap // 50:,} lines")
+    if len(str(value)) + lines * _weight(wrapstring if wrapstring is not None else "\n", cap) > cap:
+        raise _refuse("wordwrap")
+
+
+def _check_count(value: Any, count: Any = 0, *args: Any, **kwargs: Any) -> None:
+    if isinstance(count, int) and count > _limits().max_value:
+        raise _refuse("batch/slice count")
+
+
+def _check_format(value: Any, *args: Any, **kwargs: Any) -> None:
+    _check_widths(str(value), (args, kwargs))
+
+
+def _check_width_arg(value: Any, width: Any = 0, *args: Any, **kwargs: Any) -> None:
+    if isinstance(width, int) and width > _limits().max_value:
+        raise _refuse("padding")
+
+
+def _check_expandtabs(value: Any, tabsize: Any = 8, **kwargs: Any) -> None:
+    tab = "\t" if isinstance(value, str) else b"\t"
+    if isinstance(tabsize, int) and len(value) + value.count(tab) * tabsize > _limits().max_value:
+        raise _refuse("expandtabs")
+
+
+def _check_translate(value: Any, table: Any = None, *args: Any) -> None:
+    if isinstance(table, Mapping) and table:
+        longest = max(_weight(v, _limits().max_value) for v in table.values())
+        if len(value) * longest > _limits().max_value:
+            raise _refuse("translate")
+
+
+# Filters whose output can be much bigger than their input get a check of their arguments first.
+_FILTER_CHECKS: dict[str, Callable[..., None]] = {
+    "center": _check_pad, "indent": _check_pad, "replace": _check_replace, "format": _check_format,
+    "join": _check_join, "wordwrap": _check_wordwrap, "batch": _check_count, "slice": _check_count,
+}
+# The same for methods of str (and bytes) values.
+_METHOD_CHECKS: dict[str, Callable[..., None]] = {
+    "center": _check_width_arg, "ljust": _check_width_arg, "rjust": _check_width_arg, "zfill": _check_width_arg,
+    "expandtabs": _check_expandtabs, "replace": _check_replace, "join": lambda s, items=(), *a: _check_join(items, s),
+    "translate": _check_translate,
+}
+
+
+def _guarded_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    """A built-in filter on the budget (keeping jinja2's context-passing mark)."""
     passes = getattr(original, "jinja_pass_arg", None)
+    check = _FILTER_CHECKS.get(name)
 
     def run(*args: Any, **kwargs: Any) -> Any:
-        check(*(args[1:] if passes else args), **kwargs)
-        return original(*args, **kwargs)
+        budget = _ACTIVE.get()
+        if budget is not None:
+            budget.tick()
+        values = args[1:] if passes else args
+        _check_weight(f"the {name} filter's input", *values, *kwargs.values())
+        if check is not None:
+            check(*values, **kwargs)
+        return _built(f"the {name} filter's output", original(*args, **kwargs))
 
     if passes is not None:
         run.jinja_pass_arg = passes  # type: ignore[attr-defined]
     return run
 
 
-def _check_pad(value: Any, width: Any = 80, *args: Any, **kwargs: Any) -> None:
-    pad = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
-    if pad * (1 + str(value).count("\n")) + len(str(value)) > MAX_VALUE:
-        raise _refuse("padding")
+class _Compiler(CodeGenerator):
+    """jinja2's compiler with budget hooks where it emits plain Python: loops tick per item,
+    slices and `~` go through the environment, and macro / block / `set` buffers count what is
+    written into them."""
+
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        it = node.iter
+        if not (isinstance(it, nodes.Call) and isinstance(it.node, nodes.EnvironmentAttribute)
+                and it.node.name == "guard_iter"):
+            node.iter = nodes.Call(nodes.EnvironmentAttribute("guard_iter"), [it], [], None, None, lineno=it.lineno)
+        super().visit_For(node, frame)
+
+    def visit_Getitem(self, node: nodes.Getitem, frame: Frame) -> None:
+        if not isinstance(node.arg, nodes.Slice):  # jinja2 compiles slices to plain Python, unchecked
+            super().visit_Getitem(node, frame)
+            return
+        self.write("environment.getslice(")
+        self.visit(node.node, frame)
+        for part in (node.arg.start, node.arg.stop, node.arg.step):
+            self.write(", ")
+            if part is None:
+                self.write("None")
+            else:
+                self.visit(part, frame)
+        self.write(")")
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.guard_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+    def buffer(self, frame: Frame) -> None:
+        frame.buffer = self.temporary_identifier()
+        self.writeline(f"{frame.buffer} = environment.guard_buffer()")
 
 
-def _check_replace(value: Any, old: Any = "", new: Any = "", count: Any = None, **kwargs: Any) -> None:
-    text, old, new = str(value), str(old), str(new)
-    hits = (len(text) + 1) if old == "" else text.count(old)
-    if len(text) + hits * max(0, len(new) - len(old)) > MAX_VALUE:
-        raise _refuse("replace")
+class _Buffer(list[str]):
+    """Where a macro, call block, filter block or `{% set %}` block writes its output."""
+
+    __slots__ = ()
+
+    def append(self, text: str) -> None:
+        budget = _ACTIVE.get()
+        if budget is not None:
+            budget.tick()
+            budget.spend(len(text))
+        super().append(text)
+
+    def extend(self, texts: Iterable[str]) -> None:
+        for text in texts:
+            self.append(text)
 
 
-def _check_format(value: Any, *args: Any, **kwargs: Any) -> None:
-    _check_widths(str(value))
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The jinja2 sandbox on a budget: see the module docstring."""
+
+    code_generator_class = _Compiler
+    intercepted_binops = frozenset({"*", "+", "**", "%"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        budget = _ACTIVE.get()
+        if budget is not None:
+            budget.tick()
+        cap = _limits().max_value
+        if operator == "*":
+            if isinstance(left, int) and isinstance(right, int):
+                if left.bit_length() + right.bit_length() > cap:  # bits; printing stops at 4,300 digits anyway
+                    raise _refuse("multiplication")
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, (str, bytes, list, tuple)) and isinstance(n, int) and n > 0:
+                    if _weight(seq, cap) * n > cap:
+                        raise _refuse("repetition")
+        elif operator == "+" and isinstance(left, (str, bytes, list, tuple)):
+            _check_weight("concatenation", left, right)
+        elif operator == "**" and isinstance(left, int) and isinstance(right, int) and abs(left) > 1:
+            if right * max(1, abs(left).bit_length()) > cap:
+                raise _refuse("power")
+        elif operator == "%" and isinstance(left, str):
+            _check_widths(left, right)
+        result = super().call_binop(context, operator, left, right)
+        return _built(operator, result) if isinstance(result, (str, bytes, list, tuple)) else result
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        budget = _ACTIVE.get()
+        if budget is not None:
+            budget.tick()
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, (str, bytes)):
+            check = _METHOD_CHECKS.get(getattr(__obj, "__name__", ""))
+            if check is not None:
+                check(owner, *args, **kwargs)
+        result = super().call(__context, __obj, *args, **kwargs)
+        return _built("a call's result", result)
+
+    def getslice(self, obj: Any, start: Any, stop: Any, step: Any) -> Any:
+        budget = _ACTIVE.get()
+        if budget is not None:
+            budget.tick()
+        return _built("a slice", obj[start:stop:step])
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        fmt = value.__self__
+        _check_widths(fmt)
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            _check_widths(fmt, (args, kwargs))
+            return wrapped(*args, **kwargs)
+
+        return functools.update_wrapper(checked, wrapped)
+
+    def guard_iter(self, iterable: Any) -> Any:
+        budget = _ACTIVE.get()
+        return iterable if budget is None else budget.iterate(iterable)
+
+    def guard_concat(self, parts: tuple[Any, ...]) -> str:
+        _check_weight("concatenation (~)", *parts)
+        text = "".join(map(str, parts))
+        _built("concatenation (~)", text)
+        return text
+
+    def guard_buffer(self) -> _Buffer:
+        return _Buffer()
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        if len(source) > MAX_TEMPLATE:
+            raise TemplateError(f"the template is {len(source):,} characters long, over the limit of {MAX_TEMPLATE:,}")
+        return super()._parse(source, name, filename)
+
+
+def _finalize(value: Any) -> Any:
+    """Every `{{ ... }}` passes here before it is printed: a container that refers to big values
+    many times must not be turned into one huge string."""
+    if value.__class__ is str:  # already built (and counted) or data: printing it copies nothing
+        return value
+    cap = _limits().max_output
+    if _weight(value, cap) > cap:
+        raise _refuse("printing a value", cap)
+    return value
 
 
 @functools.lru_cache(maxsize=1)
@@ -116,14 +395,13 @@ def environment() -> ImmutableSandboxedEnvironment:
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
+        finalize=_finalize,
     )
     # No globals that reach Python objects (lipsum, cycler, joiner, namespace, range).
     env.globals.clear()
     env.globals["range"] = _safe_range
-    env.filters["center"] = _guarded("center", _check_pad)
-    env.filters["indent"] = _guarded("indent", _check_pad)
-    env.filters["replace"] = _guarded("replace", _check_replace)
-    env.filters["format"] = _guarded("format", _check_format)
+    for name, original in list(env.filters.items()):
+        env.filters[name] = _guarded_filter(name, original)
     return env
 
 
@@ -140,6 +418,8 @@ def _compile(source: str) -> jinja2.Template:
         return environment().from_string(source)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error at line {exc.lineno}: {exc.message}") from None
+    except RecursionError:
+        raise TemplateError("the template is nested too deeply to compile") from None
 
 
 def check_template(source: str, where: str) -> None:
@@ -150,19 +430,22 @@ def check_template(source: str, where: str) -> None:
         raise TemplateError(f"{where}: {exc}") from None
 
 
-def render(source: str, fields: Mapping[str, Any], where: str = "template") -> str:
-    """Render a template against a sample's fields; errors name `where`."""
+def render(source: str, fields: Mapping[str, Any], where: str = "template", limits: Limits | None = None) -> str:
+    """Render a template against a sample's fields within `limits` (default LIMITS); errors are
+    one line that starts with `where` (the task file, field and row) and names the limit hit."""
     try:
         template = _compile(source)
     except TemplateError as exc:
         raise TemplateError(f"{where}: {exc}") from None
+    budget = _Budget(limits or LIMITS)
+    token = _ACTIVE.set(budget)
     try:
         parts: list[str] = []
         size = 0
         for chunk in template.generate(**fields):  # streamed, so loops that print too much stop early
             size += len(chunk)
-            if size > MAX_OUTPUT:
-                raise TemplateError(f"refused by the template sandbox: the output would exceed {MAX_OUTPUT:,} characters")
+            if size > budget.limits.max_output:
+                raise _refuse("the output", budget.limits.max_output)
             parts.append(chunk)
         return "".join(parts)
     except jinja2.UndefinedError as exc:
@@ -171,8 +454,12 @@ def render(source: str, fields: Mapping[str, Any], where: str = "template") -> s
         raise TemplateError(f"{where}: refused by the template sandbox: {exc}") from None
     except TemplateError as exc:
         raise TemplateError(f"{where}: {exc}") from None
+    except RecursionError:
+        raise TemplateError(f"{where}: refused by the template sandbox: recursion too deep") from None
     except Exception as exc:  # noqa: BLE001 - any render failure is the template's fault
-        raise TemplateError(f"{where}: render failed: {type(exc).__name__}: {exc}") from None
+        raise TemplateError(f"{where}: render failed: {type(exc).__name__}: {str(exc)[:200]}") from None
+    finally:
+        _ACTIVE.reset(token)
 
 
 def template_hash(*sources: str | None) -> str:

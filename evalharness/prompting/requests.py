@@ -25,9 +25,9 @@ class Prompt:
     per_choice: tuple[Prompt, ...] = ()
 
 
-def _target(prompt: PromptSpec, example: Sample, where: str) -> str:
+def _target(prompt: PromptSpec, example: Sample, where: str, row: str) -> str:
     if prompt.target is not None:
-        return render(prompt.target, example.fields, f"{where}: prompt.target")
+        return render(prompt.target, example.fields, f"{where}: prompt.target: {row}")
     if example.choices and example.gold is not None:
         return example.choices[example.gold]
     if example.references:
@@ -47,13 +47,13 @@ def _shot_fields(task: LoadedTask, sample: Sample) -> dict[str, object]:
     return sample.fields
 
 
-def _shot_target(task: LoadedTask, example: Sample, where: str) -> str:
+def _shot_target(task: LoadedTask, example: Sample, where: str, row: str) -> str:
     """A few-shot example's answer: the shared continuation when choices are contexts."""
     mc = task.spec.multiple_choice
     assert task.spec.prompt is not None
     if _choice_contexts(task, example) and mc is not None and mc.continuation is not None:
-        return render(mc.continuation, example.fields, f"{where}: multiple_choice.continuation")
-    return _target(task.spec.prompt, example, where)
+        return render(mc.continuation, example.fields, f"{where}: multiple_choice.continuation: {row}")
+    return _target(task.spec.prompt, example, where, row)
 
 
 def render_prompt(
@@ -68,18 +68,21 @@ def render_prompt(
     same_source = p.fewshot.path is None and p.fewshot.split in (None, spec.dataset.split)
     exclude = sample.id if same_source else None
     shots = draw_fewshot(pool, k, p.fewshot.seed, exclude, index, p.fewshot.sampler) if k else []
+    # Errors name the field and the row: `<task file>: prompt.template: row <id>: <what, and the limit>`.
+    row = f"row {sample.id}"
     shot_pairs = [
-        (render(p.template, _shot_fields(task, s), f"{where}: prompt.template"), _shot_target(task, s, where)) for s in shots
+        (render(p.template, _shot_fields(task, s), f"{where}: prompt.template: {row}, few-shot row {s.id}"),
+         _shot_target(task, s, where, f"{row}, few-shot row {s.id}")) for s in shots
     ]
-    system = render(p.system, sample.fields, f"{where}: prompt.system") if p.system else None
+    system = render(p.system, sample.fields, f"{where}: prompt.system: {row}") if p.system else None
     if _choice_contexts(task, sample):
         per_choice = tuple(
-            _assemble(p, render(p.template, {**sample.fields, "choice": c}, f"{where}: prompt.template"),
+            _assemble(p, render(p.template, {**sample.fields, "choice": c}, f"{where}: prompt.template: {row}"),
                       shot_pairs, system, chat)
             for c in sample.choices
         )
         return Prompt(text=per_choice[0].text, messages=per_choice[0].messages, per_choice=per_choice)
-    question = render(p.template, sample.fields, f"{where}: prompt.template")
+    question = render(p.template, sample.fields, f"{where}: prompt.template: {row}")
     return _assemble(p, question, shot_pairs, system, chat)
 
 
@@ -115,7 +118,8 @@ def requests_for(task: LoadedTask, sample: Sample, prompt: Prompt | None) -> lis
         delim = spec.prompt.target_delimiter
         mc = spec.multiple_choice
         if prompt.per_choice and mc is not None and mc.continuation is not None:
-            cont = delim + render(mc.continuation, sample.fields, f"{task.path or spec.name}: multiple_choice.continuation")
+            cont = delim + render(mc.continuation, sample.fields,
+                                  f"{task.path or spec.name}: multiple_choice.continuation: row {sample.id}")
             return [_request(pc, cont) for pc in prompt.per_choice]
         return [_request(prompt, delim + c) for c in sample.choices]
     g = spec.generate
