@@ -43,6 +43,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def resample_count(text: str) -> int:
+    """--bootstrap: 0 (no bootstrap CI, recorded as null) or at least 100 resamples."""
+    from evalharness.stats import MIN_RESAMPLES
+
+    value = _positive_int(text)
+    if 0 < value < MIN_RESAMPLES:
+        raise argparse.ArgumentTypeError(f"expected 0 (no bootstrap CI) or at least {MIN_RESAMPLES} resamples, got {value}")
+    return value
+
+
 def _batch_size(text: str) -> str:
     if text != "auto":
         _positive_int(text)
@@ -78,7 +88,8 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     chat.add_argument("--no-chat-template", dest="chat_template", action="store_false",
                       help="never apply a chat template")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and sampling (default 0)")
-    p.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples for CIs (default 1000)")
+    p.add_argument("--bootstrap", type=resample_count, default=1000,
+                   help="bootstrap resamples for corpus-metric and group CIs: 0 (none, CI null) or >= 100 (default 1000)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="who computes the batches: this process (default; under accelerate launch / torchrun / "
@@ -156,16 +167,27 @@ def _parse_limits(text: str, task_names: set[str], groups: dict[str, list[str]] 
     return limits
 
 
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
+
+
+def _ci(m: dict[str, Any]) -> str:
+    """`[low, high]`, or `- (why)` where no interval is defined."""
+    if m.get("ci_low") is None or m.get("ci_high") is None:
+        return f"- ({m['ci_reason']})" if m.get("ci_reason") else "-"
+    return f"[{m['ci_low']:.4f}, {m['ci_high']:.4f}]"
+
+
 def summary_table(results: dict[str, Any]) -> str:
     """A plain-text table of every task's metrics with CIs."""
     rows = [("task", "metric", "value", "95% CI", "n")]
     for name, task in results["tasks"].items():
         for metric, m in task["metrics"].items():
             arrow = "↑" if m.get("higher_is_better", True) else "↓"
-            rows.append((name, f"{metric} {arrow}", f"{m['value']:.4f}", f"[{m['ci_low']:.4f}, {m['ci_high']:.4f}]", str(m["n"])))
+            rows.append((name, f"{metric} {arrow}", _fmt(m["value"]), _ci(m), str(m["n"])))
     for name, group in (results.get("groups") or {}).items():
         for metric, m in group["metrics"].items():
-            rows.append((f"{name} (group)", metric, f"{m['value']:.4f}", f"[{m['ci_low']:.4f}, {m['ci_high']:.4f}]", str(m["n"])))
+            rows.append((f"{name} (group)", metric, _fmt(m["value"]), _ci(m), str(m["n"])))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

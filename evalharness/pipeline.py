@@ -24,7 +24,7 @@ from evalharness.prompts import check_template, template_hash
 from evalharness.results import SampleLog, read_jsonl_tolerant, redact, samples_path, write_json, write_jsonl
 from evalharness.runner import Executor, RunStats, compute_requests, run_requests
 from evalharness.specs import LoadedTask
-from evalharness.stats import bootstrap
+from evalharness.stats import bootstrap, check_resamples
 from evalharness.types import Output, Request, Response, Sample
 from evalharness.usage import judge_entry, run_usage, usage_json
 
@@ -283,6 +283,7 @@ def open_cache(cfg: RunConfig) -> ResponseCache | NullCache:
 def evaluate(cfg: RunConfig) -> dict[str, Any]:
     """Evaluate every task on one model and write `results.json` into `cfg.output`."""
     started = time.time()
+    check_resamples(cfg.bootstrap_resamples)  # refused before any model work, not after it
     launch, model_args = _launch(cfg)
     backend = load_backend(cfg.model, model_args)
     cache = open_cache(cfg)

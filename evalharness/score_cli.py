@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from evalharness.cli import _positive_int, command, summary_table
+from evalharness.cli import command, resample_count, summary_table
 from evalharness.errors import UsageError
 
 DEFAULT_METRICS = "exact_match,f1,bleu,chrf,rougeL"
@@ -22,7 +22,8 @@ def _add_score(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", type=Path, default=None, help="run directory (default: runs/score-<predictions file name>)")
     p.add_argument("--task-name", default=None, help="task name in results.json (default: the predictions file name)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
-    p.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples for CIs (default 1000)")
+    p.add_argument("--bootstrap", type=resample_count, default=1000,
+                   help="bootstrap resamples for CIs: 0 (none, CI null) or >= 100 (default 1000)")
     from evalharness.judging.cli_args import add_judge_args
 
     add_judge_args(p)

@@ -33,11 +33,11 @@ from evalharness.data import read_rows
 from evalharness.errors import DataError, SpecError
 from evalharness.metrics.base import Metric, build_metric, score_all
 from evalharness.results import samples_path, write_json, write_jsonl
-from evalharness.stats import CONFIDENCE, bootstrap_many
+from evalharness.stats import CONFIDENCE, bootstrap_many, check_resamples
 from evalharness.types import Output, Sample
 from evalharness.usage import judge_entry, run_usage
 
-CI_METHOD = "bootstrap-percentile"
+CI_METHOD = "per-metric"  # each metric entry names its own (evalharness.stats)
 
 
 @dataclass
@@ -135,7 +135,7 @@ def build_metrics(names: Sequence[str], params: dict[str, dict[str, Any]] | None
 def score_samples(
     metrics: Sequence[Metric], samples: Sequence[Sample], outputs: Sequence[Output], seed: int, resamples: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Each metric's corpus value with its bootstrap CI, and the per-sample records."""
+    """Each metric's corpus value with its CI (evalharness.stats), and the per-sample records."""
     records: list[dict[str, Any]] = []
     for s, o in zip(samples, outputs, strict=True):
         rec: dict[str, Any] = {"id": s.id}
@@ -171,6 +171,7 @@ def score_samples(
 def score_predictions(cfg: ScoreConfig) -> dict[str, Any]:
     """Score a predictions file and write a run directory; returns what results.json holds."""
     started = time.time()
+    check_resamples(cfg.bootstrap_resamples)
     if not cfg.metrics and not cfg.judges:
         raise SpecError("score: give at least one metric or judge")
     metrics = build_metrics(cfg.metrics, cfg.metric_params)  # bad names fail before the file is read

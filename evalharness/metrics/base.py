@@ -8,7 +8,7 @@ for every metric, corpus BLEU included.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -16,6 +16,10 @@ from evalharness.registry import Registry
 from evalharness.types import Output, Sample, Score
 
 TaskKind = str  # "generate" | "multiple_choice" | "perplexity"
+# What a metric's per-sample scores are, which picks its confidence interval (evalharness.stats):
+# binary (each score is scale[0] or scale[1]), bounded (inside scale), unbounded (a mean with no
+# bounds), corpus (the aggregate is not a plain mean: BLEU, perplexity; the default when undeclared).
+MetricKind = Literal["binary", "bounded", "unbounded", "corpus"]
 
 
 @runtime_checkable
@@ -36,10 +40,16 @@ class BatchMetric(Protocol):
 
 
 class MeanMetric:
-    """Base for metrics whose corpus value is the mean of per-sample values."""
+    """Base for metrics whose corpus value is the mean of per-sample values.
+
+    Subclasses with bounded scores declare `kind` ("binary" or "bounded") and `scale`, so their
+    CI is a score interval that stays inside the scale; the default claims no bounds.
+    """
 
     name = "mean"
     higher_is_better = True
+    kind: MetricKind = "unbounded"
+    scale: tuple[float, float] | None = None
     kinds: frozenset[TaskKind] = frozenset({"generate", "multiple_choice", "perplexity"})
 
     def score(self, sample: Sample, output: Output) -> Score:
