@@ -5,6 +5,7 @@ Flow: Sample -> Request(s) -> Response(s) -> Output -> Score(s) -> MetricResult.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -144,20 +145,33 @@ class Score:
 
 @dataclass(frozen=True)
 class MetricResult:
-    """A corpus-level metric value with its bootstrap confidence interval."""
+    """A corpus-level metric value with its confidence interval (evalharness.stats.bootstrap).
+
+    `ci_low`/`ci_high` are None where no interval is defined (one sample, no resamples, a
+    spread of zero with nothing to bound it); `ci_reason` then says why. `stderr` is None where
+    it is undefined (fewer than two samples). `to_json` writes strict JSON: NaN becomes null.
+    """
 
     name: str
     value: float
-    ci_low: float
-    ci_high: float
-    stderr: float
+    ci_low: float | None
+    ci_high: float | None
+    stderr: float | None
     n: int
     higher_is_better: bool
     ci_method: str = "bootstrap-percentile"
     resamples: int = 0
+    ci_reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        for key in ("value", "ci_low", "ci_high", "stderr"):
+            v = out[key]
+            if isinstance(v, float) and not math.isfinite(v):
+                out[key] = None
+        if out["ci_reason"] is None:
+            del out["ci_reason"]
+        return out
 
 
 @dataclass

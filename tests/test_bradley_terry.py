@@ -48,12 +48,12 @@ def test_cis_shrink_with_more_comparisons() -> None:
 
 
 def test_equal_models_and_all_ties_rate_equal() -> None:
-    result = rate([("a", "b", 0.5)] * 10 + [("b", "c", 0.5)] * 10, n_resamples=50)
+    result = rate([("a", "b", 0.5)] * 10 + [("b", "c", 0.5)] * 10, n_resamples=100)
     assert {round(r["rating"], 6) for r in result["ratings"].values()} == {1000.0}
 
 
 def test_perfect_separation_stays_finite_and_ordered() -> None:
-    result = rate([("a", "b", 1.0)] * 20 + [("b", "c", 1.0)] * 20, n_resamples=50)
+    result = rate([("a", "b", 1.0)] * 20 + [("b", "c", 1.0)] * 20, n_resamples=100)
     r = result["ratings"]
     assert result["models"] == ["a", "b", "c"]
     assert all(np.isfinite(v["rating"]) for v in r.values())
@@ -65,6 +65,7 @@ def test_seeded_and_shaped_for_the_report() -> None:
     comps = _simulate(300, seed=5)
     one, two = rate(comps, n_resamples=100, seed=7), rate(comps, n_resamples=100, seed=7)
     assert one == two
-    assert set(one) == {"models", "ratings", "win_rate", "n_comparisons", "scale", "confidence", "resamples", "seed"}
+    assert set(one) == {"models", "ratings", "win_rate", "n_comparisons", "n_questions", "scale", "confidence", "resamples",
+                        "seed", "resampled", "ties"}
     assert set(one["ratings"]["strong"]) == {"rating", "ci_low", "ci_high", "beta", "wins", "n"}
     assert expected_score(1400, 1000) == pytest.approx(10 / 11)

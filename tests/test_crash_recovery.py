@@ -56,7 +56,7 @@ def test_campaign_detects_a_changed_result(bench: ModuleType, tmp_path: Path) ->
 def _run(args: list[str], out: Path, cache: Path, trace: Path, fixtures: Path, delay: float = 0.0) -> list[str]:
     return [sys.executable, "-m", "evalharness", "run", "--model", "fake",
             "--model-args", f"delay={delay},batch_size=2,trace={trace}", "--tasks", f"{fixtures / 'qa.yaml'},{fixtures / 'mc.yaml'}",
-            "--output", str(out), "--no-progress", "--bootstrap", "50", *args]
+            "--output", str(out), "--no-progress", "--bootstrap", "100", *args]
 
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from evalharness.gate.check import run_gate
+from evalharness.stats.paired import as_rows, bootstrap_p_value, mcnemar_exact, paired_bootstrap
 from scipy.stats import binomtest
 from scipy.stats import bootstrap as scipy_bootstrap
 
 from evalharness.cli import main
-from evalharness.gate.check import run_gate
 from evalharness.metrics.base import build_metric
 from evalharness.spec.gate import GateConfig, Rule
-from evalharness.stats.paired import as_rows, bootstrap_p_value, mcnemar_exact, paired_bootstrap
 
 FINGERPRINT = {
     "task_file_hash": "f" * 16, "prompt_template_hash": "p" * 16, "model_identity_hash": "m" * 16,
@@ -302,7 +302,7 @@ def test_changed_prompt_is_caught_end_to_end(fixtures: Path, tmp_path: Path, cap
         shutil.copy(fixtures / "mc.jsonl", tmp_path / side / "mc.jsonl")
         (tmp_path / side / "mc.yaml").write_text(text)
         assert main(["run", "--model", "fake", "--tasks", str(tmp_path / side / "mc.yaml"), "--output", str(tmp_path / side / "run"),
-                     "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--bootstrap", "50"]) == 0
+                     "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--bootstrap", "100"]) == 0
     capsys.readouterr()
     argv = ["gate", str(tmp_path / "cur" / "run"), "--baseline", str(tmp_path / "base" / "run")]
     assert main(argv) == 2
@@ -316,7 +316,7 @@ def test_changed_prompt_is_caught_end_to_end(fixtures: Path, tmp_path: Path, cap
 def test_identical_pipeline_runs_pass_with_zero_difference(fixtures: Path, tmp_path: Path) -> None:
     for side in ("a", "b"):
         assert main(["run", "--model", "fake", "--tasks", f"{fixtures / 'mc.yaml'},{fixtures / 'ppl.yaml'}",
-                     "--output", str(tmp_path / side), "--no-cache", "--no-progress", "--bootstrap", "50"]) == 0
+                     "--output", str(tmp_path / side), "--no-cache", "--no-progress", "--bootstrap", "100"]) == 0
     report = run_gate(tmp_path / "b", tmp_path / "a")
     assert report.exit_code == 0 and not report.notes and not report.mismatches
     assert {(c.task, c.metric) for c in report.checks} >= {("toy_mc", "acc"), ("toy_ppl", "word_perplexity")}
@@ -422,3 +422,100 @@ def test_false_alarm_rate_and_power(graded: bool) -> None:
     print(f"\n{'graded (bootstrap)' if graded else '0/1 (McNemar)'}: false alarms {false_alarm:.3f}, power at 5 points {power:.3f}")
     # 0.05 plus three binomial standard errors over 1,000 trials
     assert false_alarm <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 1000)
+
+
+# --- many checks: the family-wise false-alarm rate (docs/gate.md) -------------------------------
+
+
+def test_holm_and_bonferroni_adjusted_p_values() -> None:
+    from evalharness.gate.check import adjusted_p_values
+
+    p = np.array([0.01, 0.04, 0.03, 0.5])
+    assert adjusted_p_values(p, "none").tolist() == p.tolist()
+    assert adjusted_p_values(p, "bonferroni") == pytest.approx([0.04, 0.16, 0.12, 1.0])
+    # Holm: sorted 0.01*4, 0.03*3, 0.04*2, 0.5*1, made non-decreasing in that order
+    assert adjusted_p_values(p, "holm") == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    rows = np.array([p, p[::-1]])
+    assert adjusted_p_values(rows, "holm")[1] == pytest.approx(adjusted_p_values(p[::-1], "holm"))  # vectorised per row
+
+
+def test_one_raw_significant_drop_among_four_checks_passes_after_holm(tmp_path: Path) -> None:
+    base, cur = acc_pair(worse=20, better=8)  # one-sided McNemar p = 0.0178 < 0.05, but 4 checks: Holm p = 0.071
+    same, _ = acc_pair(seed=1)
+    b_scores = {"acc": base, "acc_norm": same, "acc_bytes": same, "exact_match": 100 * same}
+    c_scores = {"acc": cur, "acc_norm": same, "acc_bytes": same, "exact_match": 100 * same}
+    code, out, _ = gate(tmp_path, b_scores, c_scores, "--markdown", str(tmp_path / "g.md"), "--junit", str(tmp_path / "g.xml"))
+    assert code == 0, out
+    header = out.splitlines()[0].split()
+    assert header[header.index("p") + 1 : header.index("p") + 3] == ["p", "adj"]
+    row = next(line for line in out.splitlines() if line.startswith("toy") and "acc ↑" in line)
+    assert "0.018" in row and "0.071" in row and "ok (noise)" in row
+    assert "holm-adjusted over 4 checks" in out
+    assert "| p | p adj |" in (tmp_path / "g.md").read_text()
+    assert "p adj=0.071" in (tmp_path / "g.xml").read_text()
+    code, out, _ = gate(tmp_path / "raw", b_scores, c_scores, "--correction", "none")
+    assert code == 1 and "FAIL toy.acc: drop of 0.024 is significant (p=0.0178 < 0.05)" in out
+
+
+def test_correction_in_the_config_and_bad_values(tmp_path: Path) -> None:
+    base, cur = acc_pair(worse=20, better=8)
+    same, _ = acc_pair(seed=1)
+    cfg = tmp_path / "g.yaml"
+    cfg.write_text("correction: bonferroni\n")
+    b = write_run(tmp_path / "b", {"acc": base, "acc_norm": same})
+    c = write_run(tmp_path / "c", {"acc": cur, "acc_norm": same})
+    from evalharness.spec.gate import load_gate_config
+
+    report = run_gate(c, b, load_gate_config(cfg))
+    acc = report.checks[0]
+    assert report.correction == "bonferroni" and acc.p_adjusted == pytest.approx(2 * acc.p_value)
+    assert not report.passed  # 2 x 0.0178 = 0.036: still significant over two checks
+    assert run_gate(c, b, load_gate_config(cfg), correction="none").checks[0].p_adjusted == acc.p_value
+    cfg.write_text("correction: sidak\n")
+    assert main(["gate", str(c), "--baseline", str(b), "--config", str(cfg)]) == 2
+
+
+def simulate_family(trials: int, n: int = 300, tasks: int = 5, alpha: float = 0.05, seed: int = 0) -> dict[str, float]:
+    """Share of gate runs an unchanged model fails, over `tasks` x {acc, acc_norm} McNemar checks.
+
+    Vectorised over trials. Per task, item difficulty p_i ~ Beta(1.2, 0.8); acc_norm's difficulty
+    is p_i moved by N(0, 0.1) and its answer reuses acc's random draw on 70% of items (the two
+    metrics score the same answers, so their checks are correlated). Each run draws afresh.
+    """
+    from evalharness.gate.check import adjusted_p_values
+    from scipy.stats import binom
+
+    rng = np.random.default_rng(seed)
+    p = rng.beta(1.2, 0.8, (trials, tasks, 1, n))
+    p = np.concatenate([p, np.clip(p + rng.normal(0, 0.1, p.shape), 0, 1)], axis=2)
+
+    def answers() -> np.ndarray:
+        u = rng.random((trials, tasks, 1, n))
+        u = np.concatenate([u, np.where(rng.random(u.shape) < 0.7, u, rng.random(u.shape))], axis=2)
+        return u < p
+
+    base, cur = answers(), answers()
+    lost, gained = (base & ~cur).sum(axis=-1), (~base & cur).sum(axis=-1)
+    pvals = binom.cdf(gained, lost + gained, 0.5).reshape(trials, -1)  # McNemar exact, one-sided "worse"
+    return {method: float(np.mean((adjusted_p_values(pvals, method) < alpha).any(axis=-1)))  # type: ignore[arg-type]
+            for method in ("none", "holm", "bonferroni")}
+
+
+def test_family_simulation_matches_the_gates_mcnemar() -> None:
+    rng = np.random.default_rng(4)
+    b, c = rng.random(200) < 0.6, rng.random(200) < 0.6
+    from scipy.stats import binom
+
+    lost, gained = int((b & ~c).sum()), int((~b & c).sum())
+    assert binom.cdf(gained, lost + gained, 0.5) == pytest.approx(mcnemar_exact(b.astype(float), c.astype(float), "less").p_value)
+    rates = simulate_family(400, seed=1)
+    assert rates["holm"] <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 400) and rates["none"] > rates["holm"]
+
+
+@pytest.mark.slow
+def test_family_false_alarm_rate_over_ten_checks() -> None:
+    rates = simulate_family(4000, seed=21)
+    print(f"\n5 tasks x 2 metrics, unchanged model, 4,000 trials: gate fails {rates['none']:.3f} uncorrected, "
+          f"{rates['holm']:.3f} Holm, {rates['bonferroni']:.3f} Bonferroni")
+    assert rates["holm"] <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 4000)
+    assert rates["none"] > 0.1

@@ -330,12 +330,12 @@ def test_arena_command_with_a_likelihood_judge(tmp_path: Path) -> None:
         preds = _write(tmp_path / f"{name}.jsonl", [{"id": str(i), "prompt": f"q{i}", "prediction": f"{name} {i}", "references": ["r"]}
                                                                for i in range(2)])
         assert main(["score", "--predictions", str(preds), "--metrics", "exact_match", "--output", str(tmp_path / name),
-                     "--bootstrap", "10"]) == 0
+                     "--bootstrap", "100"]) == 0
         runs.append(str(tmp_path / name))
     out = tmp_path / "ar"
     # fake's `prefer`: a continuation containing "[[A]]" gets log-likelihood -0.01: a first-slot judge
     assert main(["arena", *runs, "--judge", "mt_bench_pairwise_likelihood", "--judge-model", "fake",
-                 "--judge-model-args", "prefer=[[A]]", "--no-cache", "--output", str(out), "--bootstrap", "50"]) == 0
+                 "--judge-model-args", "prefer=[[A]]", "--no-cache", "--output", str(out), "--bootstrap", "100"]) == 0
     results = json.loads((out / "results.json").read_text())
     a = results["arena"]
     assert a["verdict_method"] == "likelihood" and a["parse_rate"] == 1.0 and a["n_unparseable"] == 0
@@ -363,7 +363,7 @@ def test_embedded_model_as_a_likelihood_judge(tmp_path: Path) -> None:
     out = tmp_path / "o"
     assert main(["score", "--predictions", str(preds), "--judge", "mt_bench_single_likelihood,mt_bench_pairwise_likelihood",
                  "--judge-model", "smollm2", "--cache-dir", str(tmp_path / "cache"), "--output", str(out),
-                 "--bootstrap", "20"]) == 0
+                 "--bootstrap", "100"]) == 0
     metrics = json.loads((out / "results.json").read_text())["tasks"]["p"]["metrics"]
     single, pair = metrics["mt_bench_single_likelihood"], metrics["mt_bench_pairwise_likelihood"]
     for m in (single, pair):

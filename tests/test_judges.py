@@ -325,13 +325,14 @@ def test_score_command_with_judges_end_to_end_and_cached_rerun(tmp_path: Path) -
         {"id": "2", "prompt": "Capital of France?", "prediction": "Paris", "references": ["Paris"], "human_label": 7},
     ])
     args = ["score", "--predictions", str(preds), "--judge", "mt_bench_single,reference_guided", "--judge-model", "fake",
-            "--cache-dir", str(tmp_path / "cache"), "--bootstrap", "50", "--output", str(tmp_path / "out")]
+            "--cache-dir", str(tmp_path / "cache"), "--bootstrap", "100", "--output", str(tmp_path / "out")]
     assert main([*args, "--judge-model-args", "output=Fine. [[8]]"]) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     metrics = results["tasks"]["preds"]["metrics"]
     assert set(metrics) == {"mt_bench_single", "reference_guided"}  # no default reference metrics with --judge
     m = metrics["mt_bench_single"]
-    assert (m["value"], m["ci_low"], m["ci_high"], m["n"], m["n_unparseable"]) == (8.0, 8.0, 8.0, 2, 0)
+    assert (m["value"], m["ci_low"], m["ci_high"], m["n"], m["n_unparseable"]) == (8.0, None, None, 2, 0)
+    assert "same value" in m["ci_reason"]  # two equal ratings: no spread to resample, so no interval (not [8, 8])
     assert m["human_agreement"] == {"n": 2, "percent_agreement": 0.5, "cohen_kappa": 0.0}
     assert results["config"]["judge"]["backend"] == "fake"
     # Same judge identity, but a backend that raises on any call: everything must come from the cache.
@@ -370,7 +371,7 @@ def _run_dir(tmp_path: Path, name: str, answers: list[str]) -> Path:
     preds = _write(tmp_path / f"{name}.jsonl", [{"id": str(i), "prompt": f"q{i}", "prediction": a, "references": ["x"]}
                                                  for i, a in enumerate(answers)])
     out = tmp_path / name
-    assert main(["score", "--predictions", str(preds), "--metrics", "exact_match", "--output", str(out), "--bootstrap", "10"]) == 0
+    assert main(["score", "--predictions", str(preds), "--metrics", "exact_match", "--output", str(out), "--bootstrap", "100"]) == 0
     return out
 
 
@@ -402,7 +403,7 @@ def test_arena_command_with_a_position_biased_judge(tmp_path: Path) -> None:
     runs = [str(_run_dir(tmp_path, name, ["a", "b"])) for name in ("x", "y", "z")]
     out = tmp_path / "ar"
     assert main(["arena", *runs, "--judge", "mt_bench_pairwise", "--judge-model", "fake", "--judge-model-args", "output=[[A]]",
-                 "--no-cache", "--output", str(out), "--bootstrap", "50"]) == 0
+                 "--no-cache", "--output", str(out), "--bootstrap", "100"]) == 0
     a = json.loads((out / "results.json").read_text())["arena"]
     assert a["position_consistency"] == 0.0 and a["n_inconsistent"] == 6
     assert {round(v["rating"]) for v in a["ratings"].values()} == {1000}  # all ties
@@ -422,7 +423,7 @@ def test_embedded_model_as_judge_end_to_end(tmp_path: Path) -> None:
     preds = _write(tmp_path / "p.jsonl", [{"id": "1", "prompt": "What is 2+2?", "prediction": "4"},
                                           {"id": "2", "prompt": "Capital of France?", "prediction": "Paris"}])
     args = ["score", "--predictions", str(preds), "--judge", str(judge), "--judge-model", "smollm2",
-            "--cache-dir", str(tmp_path / "cache"), "--output", str(tmp_path / "o"), "--bootstrap", "20"]
+            "--cache-dir", str(tmp_path / "cache"), "--output", str(tmp_path / "o"), "--bootstrap", "100"]
     assert main(args) == 0
     m = json.loads((tmp_path / "o" / "results.json").read_text())["tasks"]["p"]["metrics"]["tiny"]
     assert m["n"] + m["n_unparseable"] == 2

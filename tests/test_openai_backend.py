@@ -243,7 +243,7 @@ def _run(fixtures: Path, tmp_path: Path, srv: FakeOpenAIServer, task: str, *extr
          args: str = "", out: str = "run", cache: str = "cache") -> int:
     model_args = f"model=toy,base_url={srv.url},backoff_base=0.01,max_retries=3,timeout=2" + (f",{args}" if args else "")
     return main(["run", "--model", model, "--model-args", model_args, "--tasks", ",".join(str(fixtures / t) for t in task.split(",")),
-                 "--output", str(tmp_path / out), "--cache-dir", str(tmp_path / cache), "--no-progress", "--bootstrap", "20", *extra])
+                 "--output", str(tmp_path / out), "--cache-dir", str(tmp_path / cache), "--no-progress", "--bootstrap", "100", *extra])
 
 
 def _records(path: Path) -> list[dict[str, Any]]:

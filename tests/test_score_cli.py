@@ -46,14 +46,20 @@ def test_results_match_the_libraries_and_carry_cis(tmp_path: Path, capsys: pytes
     assert "bleu" in capsys.readouterr().out
 
     res = load_results(out)
-    assert res["schema_version"] == 1 and res["config"]["ci_method"] == "bootstrap-percentile"
+    assert res["schema_version"] == 1 and res["config"]["ci_method"] == "per-metric"
     task = res["tasks"]["mysys"]
     assert task["n_samples"] == len(rows) and task["samples_file"] == "samples/mysys.jsonl"
     m = task["metrics"]
     assert list(m) == metrics.split(",")
     for entry in m.values():
         assert set(entry) >= {"value", "ci_low", "ci_high", "stderr", "n", "ci_method", "resamples"}
-        assert entry["n"] == len(rows) and entry["resamples"] == 1000 and entry["ci_method"] == "bootstrap-percentile"
+    # corpus metrics are bootstrapped; means get their closed-form interval by kind (evalharness.stats.bootstrap)
+    methods = {"exact_match": "wilson", "f1": "wilson-quasibinomial", "rouge1": "wilson-quasibinomial",
+               "rougeL": "wilson-quasibinomial", "bleu": "bootstrap-percentile-expanded", "chrf": "bootstrap-percentile-expanded",
+               "chrf++": "bootstrap-percentile-expanded", "ter": "bootstrap-percentile-expanded"}
+    for name, entry in m.items():
+        assert entry["n"] == len(rows) and entry["ci_method"] == methods[name], name
+        assert entry["resamples"] == (1000 if methods[name].startswith("bootstrap") else 0)
 
     hyps = [r["prediction"] for r in rows]
     streams = [[r["references"][k] for r in rows] for k in range(2)]

@@ -41,7 +41,7 @@ def test_model_and_judge_usage_are_apart_and_cache_hits_cost_nothing_now(fixture
     def run(out: str) -> dict[str, Any]:
         return evaluate(RunConfig(
             tasks=[task], model="fake", model_args={"output": "Paris", "trace": str(model_trace)}, output=tmp_path / out,
-            cache_dir=tmp_path / "cache", progress=False, bootstrap_resamples=50, judge_model="fake",
+            cache_dir=tmp_path / "cache", progress=False, bootstrap_resamples=100, judge_model="fake",
             judge_model_args={"script": {"Capital of France": "Good. Rating: [[9]]"}, "output": "no verdict",
                               "trace": str(judge_trace)},
         ))
@@ -73,7 +73,7 @@ def test_model_and_judge_usage_are_apart_and_cache_hits_cost_nothing_now(fixture
 
 def test_a_task_without_a_judge_has_no_judge_usage(fixtures: Path, tmp_path: Path) -> None:
     res = evaluate(RunConfig(tasks=[load_task_file(fixtures / "qa.yaml")], model="fake", output=tmp_path / "run",
-                             cache_dir=tmp_path / "cache", progress=False, bootstrap_resamples=20))
+                             cache_dir=tmp_path / "cache", progress=False, bootstrap_resamples=100))
     assert "judge_usage" not in res["tasks"]["toy_qa"] and set(res["usage"]) == {"model"}
     assert usage_line(res).startswith("usage: model ") and "judge" not in usage_line(res)
 
@@ -82,7 +82,7 @@ def test_run_prints_one_usage_line(fixtures: Path, tmp_path: Path, capsys: pytes
     task = _judged_task(fixtures, tmp_path)
     argv = ["run", "--model", "fake", "--model-args", "output=Paris", "--tasks", str(task), "--judge-model", "fake",
             "--judge-model-args", "output=Fine. [[7]]", "--cache-dir", str(tmp_path / "cache"), "--no-progress",
-            "--bootstrap", "20"]
+            "--bootstrap", "100"]
     assert main([*argv, "--output", str(tmp_path / "a")]) == 0
     res = json.loads((tmp_path / "a" / "results.json").read_text())
     p = res["usage"]["model"]["prompt_tokens"]
@@ -128,7 +128,7 @@ def test_cost_of_model_and_judge_from_their_own_prices(fixtures: Path, tmp_path:
                     "--model-args", f"model=toy,base_url={model_srv.url},{common},price_prompt=2,price_completion=8",
                     "--tasks", str(task), "--judge-model", "openai-chat",
                     "--judge-model-args", f"model=judge,base_url={judge_srv.url},{common}{judge_prices}",
-                    "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--bootstrap", "20", "--output", str(tmp_path / out)]
+                    "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--bootstrap", "100", "--output", str(tmp_path / out)]
             assert main(argv) == 0
             [line] = [x for x in capsys.readouterr().out.splitlines() if x.startswith("usage:")]
             return json.loads((tmp_path / out / "results.json").read_text()), line

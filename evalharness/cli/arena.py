@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
-from evalharness.cli.args import Command, positive_int
+from evalharness.cli.args import Command, resample_count
 from evalharness.errors import UsageError
 
 
@@ -20,7 +21,8 @@ def _add_arena(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default=None, help="the task to compare when the runs hold several")
     p.add_argument("--output", type=Path, default=Path("runs/arena"), help="run directory to write (default: runs/arena)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
-    p.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for CIs (default 1000)")
+    p.add_argument("--bootstrap", type=resample_count, default=1000,
+                   help="bootstrap resamples for CIs: 0 (none, CI null) or >= 100 (default 1000)")
 
 
 def arena_table(results: dict[str, Any]) -> str:
@@ -34,7 +36,11 @@ def arena_table(results: dict[str, Any]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     pc = a["position_consistency"]
     lines.append(f"\n{a['n_comparisons']} comparisons, {a['n_unparseable']} unparseable, position consistency "
-                 + ("n/a" if isinstance(pc, float) and math.isnan(pc) else f"{pc:.3f}"))
+                 + ("n/a" if pc is None or (isinstance(pc, float) and math.isnan(pc)) else f"{pc:.3f}"))
+    h = a.get("handling") or {}
+    if h:
+        lines.append("CIs: bootstrap over " + str(h.get("resampled", "comparisons")) + "; ties: " + str(h.get("ties"))
+                     + (f"; position-inconsistent pairs: {h['position_inconsistent']}" if "position_inconsistent" in h else ""))
     if a.get("verdict_method") == "likelihood":
         lines.append("verdicts: argmax of the judge's log-likelihoods over the allowed verdicts "
                      "(parse rate 1 by construction)")
@@ -43,7 +49,7 @@ def arena_table(results: dict[str, Any]) -> str:
 
 def cmd_arena(args: argparse.Namespace) -> int:
     from evalharness.cli.judge_args import judge_options
-    from evalharness.judging.arena import arena
+    from evalharness.judging.arena import arena, swap_warning
     from evalharness.judging.metric import JudgeSession
     from evalharness.spec.judge import find_judge
 
@@ -52,6 +58,9 @@ def cmd_arena(args: argparse.Namespace) -> int:
         raise UsageError("--judge: give exactly one judge for an arena")
     loaded = find_judge(opts["judges"][0])
     spec = loaded.spec
+    warning = swap_warning(spec)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     session = JudgeSession(opts["judges"], opts["judge_model"], opts["judge_model_args"], opts["cache_dir"], opts["use_cache"])
     try:
         assert session.backend is not None

@@ -41,6 +41,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def resample_count(text: str) -> int:
+    """--bootstrap: 0 (no bootstrap CI, recorded as null) or at least 100 resamples."""
+    from evalharness.stats.bootstrap import MIN_RESAMPLES
+
+    value = positive_int(text)
+    if 0 < value < MIN_RESAMPLES:
+        raise argparse.ArgumentTypeError(f"expected 0 (no bootstrap CI) or at least {MIN_RESAMPLES} resamples, got {value}")
+    return value
+
+
 def batch_size(text: str) -> str:
     if text != "auto":
         positive_int(text)

@@ -25,6 +25,8 @@ def _add_gate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None, help="gate rules (YAML); default: every shared metric, no drop beyond noise")
     p.add_argument("--alpha", type=_alpha, default=None,
                    help="significance level of the one-sided paired tests (default: the config's, else 0.05)")
+    p.add_argument("--correction", choices=("none", "holm", "bonferroni"), default=None,
+                   help="multiplicity correction over the checks (default: the config's, else holm)")
     p.add_argument("--no-stats", action="store_true", help="plain threshold check: any drop past the allowance fails")
     p.add_argument("--allow-mismatch", action="store_true",
                    help="compare the shared samples of runs whose tasks, prompts or sample sets differ (a warning, not an error)")
@@ -40,7 +42,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
     config = load_gate_config(args.config)
     report = run_gate(args.current, args.baseline, config, alpha=args.alpha, use_stats=not args.no_stats,
-                      allow_mismatch=args.allow_mismatch)
+                      allow_mismatch=args.allow_mismatch, correction=args.correction)
     print(console(report))
     for path, render in ((args.markdown, markdown), (args.junit, junit)):
         if path is not None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evalharness.cli.args import Command, add_model_args, add_unsafe_code_flag, batch_size, positive_int
+from evalharness.cli.args import Command, add_model_args, add_unsafe_code_flag, batch_size, positive_int, resample_count
 from evalharness.cli.console import summary_table
 from evalharness.errors import UsageError
 
@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     chat.add_argument("--no-chat-template", dest="chat_template", action="store_false",
                       help="never apply a chat template")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and sampling (default 0)")
-    p.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for CIs (default 1000)")
+    p.add_argument("--bootstrap", type=resample_count, default=1000,
+                   help="bootstrap resamples for corpus-metric and group CIs: 0 (none, CI null) or >= 100 (default 1000)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="who computes the batches: this process (default; under accelerate launch / torchrun / "

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from evalharness.cli.args import Command, add_unsafe_code_flag, positive_int
+from evalharness.cli.args import Command, add_unsafe_code_flag, resample_count
 from evalharness.cli.console import summary_table
 from evalharness.errors import UsageError
 
@@ -23,7 +23,8 @@ def _add_score(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", type=Path, default=None, help="run directory (default: runs/score-<predictions file name>)")
     p.add_argument("--task-name", default=None, help="task name in results.json (default: the predictions file name)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
-    p.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples for CIs (default 1000)")
+    p.add_argument("--bootstrap", type=resample_count, default=1000,
+                   help="bootstrap resamples for CIs: 0 (none, CI null) or >= 100 (default 1000)")
     add_unsafe_code_flag(p)
     from evalharness.cli.judge_args import add_judge_args
 

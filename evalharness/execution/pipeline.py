@@ -27,6 +27,7 @@ from evalharness.results.store import SampleLog, redact, samples_path, write_jso
 from evalharness.results.usage import judge_entry, run_usage, usage_json
 from evalharness.spec.group import ResolvedGroup
 from evalharness.spec.task import LoadedTask
+from evalharness.stats.bootstrap import check_resamples
 from evalharness.types import Response, RunStats
 
 
@@ -66,6 +67,7 @@ def open_cache(cfg: RunConfig) -> ResponseCache | NullCache:
 def evaluate(cfg: RunConfig) -> dict[str, Any]:
     """Evaluate every task on one model and write `results.json` into `cfg.output`."""
     started = time.time()
+    check_resamples(cfg.bootstrap_resamples)  # refused before any model work, not after it
     launch, model_args = _launch(cfg)
     backend = load_backend(cfg.model, model_args)
     cache = open_cache(cfg)

@@ -34,10 +34,11 @@ from evalharness.metrics.base import Metric, build_metric
 from evalharness.results.schema import CONFIDENCE, new_results
 from evalharness.results.store import samples_path, write_json, write_jsonl
 from evalharness.results.usage import judge_entry, run_usage
+from evalharness.stats.bootstrap import check_resamples
 from evalharness.types import Output, Sample
 from evalharness.version import __version__
 
-CI_METHOD = "bootstrap-percentile"
+CI_METHOD = "per-metric"  # each metric entry names its own (evalharness.stats)
 
 
 @dataclass
@@ -135,7 +136,7 @@ def build_metrics(names: Sequence[str], params: dict[str, dict[str, Any]] | None
 def score_samples(
     metrics: Sequence[Metric], samples: Sequence[Sample], outputs: Sequence[Output], seed: int, resamples: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Each metric's corpus value with its CI, and the per-sample records."""
+    """Each metric's corpus value with its CI (evalharness.stats), and the per-sample records."""
     records: list[dict[str, Any]] = []
     for s, o in zip(samples, outputs, strict=True):
         rec: dict[str, Any] = {"id": s.id}
@@ -166,6 +167,7 @@ def _fingerprint(cfg: ScoreConfig, samples: Sequence[Sample], judge: dict[str, A
 def score_predictions(cfg: ScoreConfig) -> dict[str, Any]:
     """Score a predictions file and write a run directory; returns what results.json holds."""
     started = time.time()
+    check_resamples(cfg.bootstrap_resamples)
     if not cfg.metrics and not cfg.judges:
         raise SpecError("score: give at least one metric or judge")
     metrics = build_metrics(cfg.metrics, cfg.metric_params)  # bad names fail before the file is read

@@ -4,7 +4,9 @@
 runs that did not evaluate the same thing (task file, prompt template, few-shot count, chat
 template, sample set, per-sample prompts and answers), then checks every shared metric against
 its rule (gate_config.Rule): an absolute bound on the current value, and a maximum drop that
-counts only when a one-sided paired test (evalharness.stats.paired) finds it significant at `alpha`.
+counts only when a one-sided paired test (evalharness.stats.paired) finds it significant at `alpha`
+after a multiplicity correction over all the gate's tested checks (Holm by default, so an
+unchanged model fails the whole gate at most `alpha` of the time however many metrics it checks).
 Rendering (console, Markdown, JUnit) lives in gate_render.py; the command in gate_cli.py.
 """
 
@@ -12,15 +14,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
 from evalharness.errors import DataError, EvalHarnessError, UsageError
 from evalharness.results.rundir import RunDir
-from evalharness.spec.gate import GateConfig, Rule
+from evalharness.spec.gate import Correction, GateConfig, Rule
 from evalharness.stats.paired import Alternative, as_rows, is_binary, mcnemar_exact, mean_aggregate, paired_bootstrap
 
 # Fingerprint fields that may differ between the two sides: the model is what is compared;
@@ -50,6 +52,8 @@ class Check:
     test: str  # "mcnemar" | "bootstrap" | "threshold"
     rule: Rule
     failures: tuple[str, ...]
+    p_adjusted: float = math.nan  # p_value after the gate's multiplicity correction (what decides)
+    bound_failures: tuple[str, ...] = ()  # min_value / max_value failures (no test involved)
 
     @property
     def passed(self) -> bool:
@@ -69,6 +73,7 @@ class GateReport:
     baseline: Path
     alpha: float
     use_stats: bool
+    correction: Correction = "holm"
     checks: list[Check] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)  # tolerated by --allow-mismatch
     notes: list[str] = field(default_factory=list)
@@ -89,14 +94,18 @@ def run_gate(
     alpha: float | None = None,
     use_stats: bool = True,
     allow_mismatch: bool = False,
+    correction: Correction | None = None,
 ) -> GateReport:
     """Compare `current` with `baseline`; raises DataError when they are not comparable."""
     cfg = config or GateConfig()
     alpha = cfg.alpha if alpha is None else alpha
+    correction = cfg.correction if correction is None else correction
     if not 0.0 < alpha < 0.5:
         raise UsageError(f"--alpha: expected a number between 0 and 0.5, got {alpha}")
+    if correction not in get_args(Correction):
+        raise UsageError(f"--correction: expected one of {', '.join(get_args(Correction))}, got {correction!r}")
     cur, base = RunDir.open(current, "current run"), RunDir.open(baseline, "baseline")
-    report = GateReport(current, baseline, alpha, use_stats)
+    report = GateReport(current, baseline, alpha, use_stats, correction)
     problems: list[str] = []
     shared = [t for t in base.tasks if t in cur.tasks]
     problems += [f"{t}: in the baseline but not in the current run" for t in base.tasks if t not in cur.tasks]
@@ -121,7 +130,56 @@ def run_gate(
         report.checks += _task_checks(task, base.tasks[task], cur.tasks[task], b_recs, c_recs, params, cfg, alpha, use_stats, report.notes)
     if not report.checks:
         raise DataError(f"{current} and {baseline}: no shared metric to compare")
+    report.checks = apply_correction(report.checks, alpha, correction)
+    m = sum(math.isfinite(c.p_value) for c in report.checks)
+    if correction != "none" and any(c.test == "bootstrap" for c in report.checks) and m / (cfg.resamples + 1) >= alpha:
+        # a bootstrap p-value is at least 1 / (resamples + 1); corrected over m checks it may never get below alpha
+        report.notes.append(f"{cfg.resamples} resamples cannot give a bootstrap p-value below alpha={alpha:g} after "
+                            f"the {correction} correction over {m} checks: raise `resamples` in the gate config")
     return report
+
+
+def adjusted_p_values(p: np.ndarray, method: Correction) -> np.ndarray:
+    """Family-wise adjusted p-values along the last axis (vectorised over leading axes).
+
+    holm: step-down, p_(i) * (m - i + 1) made monotone (Holm 1979); controls the family-wise
+    error at alpha under any dependence, and never rejects less than bonferroni: p * m.
+    """
+    p = np.asarray(p, dtype=float)
+    m = p.shape[-1]
+    if method == "none" or m <= 1:
+        return p.copy()
+    if method == "bonferroni":
+        bonferroni: np.ndarray = np.minimum(1.0, p * m)
+        return bonferroni
+    order = np.argsort(p, axis=-1)
+    ranked = np.take_along_axis(p, order, axis=-1) * (m - np.arange(m))
+    stepped = np.minimum(1.0, np.maximum.accumulate(ranked, axis=-1))
+    out = np.empty_like(p)
+    np.put_along_axis(out, order, stepped, axis=-1)
+    return out
+
+
+def apply_correction(checks: list[Check], alpha: float, method: Correction) -> list[Check]:
+    """The checks with `p_adjusted` over the family of tested checks (finite p) and each drop's
+    verdict decided on it."""
+    tested = [i for i, c in enumerate(checks) if math.isfinite(c.p_value)]
+    adjusted = adjusted_p_values(np.array([checks[i].p_value for i in tested]), method)
+    out = list(checks)
+    for i, q in zip(tested, adjusted.tolist(), strict=True):
+        c = checks[i]
+        out[i] = replace(c, p_adjusted=q, failures=c.bound_failures + _drop_failure(c.worse_by, c.rule, c.p_value, q, alpha, True))
+    return out
+
+
+def _drop_failure(worse_by: float, rule: Rule, p: float, p_adj: float, alpha: float, use_stats: bool) -> tuple[str, ...]:
+    if not worse_by > rule.max_drop or (use_stats and not p_adj < alpha):
+        return ()
+    allowed = f" (allowed {rule.max_drop:g})" if rule.max_drop else ""
+    if not use_stats:
+        return (f"drop of {worse_by:.4g}{allowed}",)
+    adj = f", adjusted p={p_adj:.3g}" if p_adj != p else ""
+    return (f"drop of {worse_by:.4g}{allowed} is significant (p={p:.3g}{adj} < {alpha:g})",)
 
 
 def _check_config_names(cfg: GateConfig, base: RunDir, cur: RunDir, shared: list[str]) -> None:
@@ -149,6 +207,11 @@ def _fingerprint_problems(task: str, base: dict[str, Any], cur: dict[str, Any], 
         if hb != hc:
             problems.append(f"{task}.{metric}: higher_is_better differs: baseline {hb}, current {hc}")
     return problems
+
+
+def _number(value: Any) -> float:
+    """A results.json number; null (strict JSON for an undefined value) reads as NaN."""
+    return math.nan if value is None else float(value)
 
 
 def _examples(ids: list[str], k: int = 3) -> str:
@@ -219,7 +282,8 @@ def _task_checks(
         for side, recs, ok, entry in (("baseline", b_recs, b_ok, b_metrics[metric]), ("current run", c_recs, c_ok, c_metrics[metric])):
             _check_recomputed(task, metric, side, aggregate, [recs[i] for i in recs if i in ok], entry, notes)
         hib = bool(b_metrics[metric].get("higher_is_better", True))
-        checks.append(compare(task, metric, hib, b_rows, c_rows, aggregate, rule, cfg, alpha, use_stats, float(c_metrics[metric]["value"])))
+        reported = _number(c_metrics[metric].get("value"))
+        checks.append(compare(task, metric, hib, b_rows, c_rows, aggregate, rule, cfg, alpha, use_stats, reported))
     return checks
 
 
@@ -255,7 +319,7 @@ def _check_recomputed(
     if not recs:
         return
     value = aggregate(_matrix(task, metric, side, recs))
-    recorded = float(entry.get("value", math.nan))
+    recorded = _number(entry.get("value"))
     if not (math.isclose(value, recorded, rel_tol=1e-6, abs_tol=1e-9) or (math.isnan(value) and math.isnan(recorded))):
         notes.append(f"{task}.{metric}: the {side}'s sample log gives {value:.6g} but its results.json says {recorded:.6g}")
 
@@ -265,12 +329,13 @@ def compare(
     rule: Rule, cfg: GateConfig, alpha: float, use_stats: bool, current_reported: float,
 ) -> Check:
     """Apply one rule to paired rows. A drop counts when it exceeds `max_drop` and, with stats, a
-    one-sided paired test rejects "no worse than the allowance" at `alpha`. The CI is two-sided at
+    one-sided paired test rejects "no worse than the allowance" at `alpha` (this check alone:
+    `apply_correction` re-decides it within the gate's family of checks). The CI is two-sided at
     1 - 2 alpha, so its bad-side end is the one-sided bound: with the bootstrap test, the drop is
     significant when the whole interval lies past the allowance (up to one resample)."""
     sign = 1.0 if hib else -1.0
     null = -sign * rule.max_drop  # the difference at the edge of what is tolerated
-    failures = []
+    failures: list[str] = []
     if rule.min_value is not None and not current_reported >= rule.min_value:
         failures.append(f"value {current_reported:.4g} is below the minimum {rule.min_value:g}")
     if rule.max_value is not None and not current_reported <= rule.max_value:
@@ -287,11 +352,9 @@ def compare(
         low = high = p = math.nan
         test = "threshold"
     worse_by = -sign * diff
-    if worse_by > rule.max_drop and (not use_stats or p < alpha):
-        allowed = f" (allowed {rule.max_drop:g})" if rule.max_drop else ""
-        failures.append(f"drop of {worse_by:.4g}{allowed}" + (f" is significant (p={p:.3g} < {alpha:g})" if use_stats else ""))
     return Check(
         task=task, metric=metric, higher_is_better=hib, n=int(b_rows.shape[0]), baseline=aggregate(b_rows),
         current=aggregate(c_rows), diff=diff, ci_low=low, ci_high=high, p_value=p, test=test, rule=rule,
-        failures=tuple(failures),
+        failures=tuple(failures) + _drop_failure(worse_by, rule, p, p, alpha, use_stats), p_adjusted=p,
+        bound_failures=tuple(failures),
     )

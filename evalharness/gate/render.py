@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 from evalharness.gate.check import Check, GateReport
 
-HEADERS = ("task", "metric", "n", "baseline", "current", "diff", "CI", "p", "test", "rule", "verdict")
+HEADERS = ("task", "metric", "n", "baseline", "current", "diff", "CI", "p", "p adj", "test", "rule", "verdict")
 
 
 def _num(x: float, signed: bool = False) -> str:
@@ -42,7 +42,7 @@ def _row(c: Check) -> tuple[str, ...]:
     arrow = "↑" if c.higher_is_better else "↓"
     ci = "-" if math.isnan(c.ci_low) else f"[{_num(c.ci_low, True)}, {_num(c.ci_high, True)}]"
     return (c.task, f"{c.metric} {arrow}", str(c.n), _num(c.baseline), _num(c.current), _num(c.diff, True), ci, _p(c.p_value),
-            c.test, _rule(c), verdict(c))
+            _p(c.p_adjusted), c.test, _rule(c), verdict(c))
 
 
 def _ci_label(report: GateReport) -> str:
@@ -52,7 +52,9 @@ def _ci_label(report: GateReport) -> str:
 def _summary(report: GateReport) -> str:
     failed = sum(not c.passed for c in report.checks)
     head = "PASS" if report.passed else f"FAIL: {failed} of {len(report.checks)} check(s) failed"
-    how = f"paired tests at alpha={report.alpha:g}" if report.use_stats else "plain threshold check (--no-stats)"
+    m = sum(not math.isnan(c.p_value) for c in report.checks)
+    corrected = f", {report.correction}-adjusted over {m} checks" if report.correction != "none" and m > 1 else ""
+    how = f"paired tests at alpha={report.alpha:g}{corrected}" if report.use_stats else "plain threshold check (--no-stats)"
     return f"{head} ({how})"
 
 
@@ -79,7 +81,9 @@ def markdown(report: GateReport) -> str:
         "",
         f"Current `{report.current}` against baseline `{report.baseline}`. Differences are current - baseline; "
         "a drop fails only when it exceeds the rule's allowance and a one-sided paired test finds it significant "
-        "(paired bootstrap over sample ids, McNemar's exact test for 0/1 metrics); the CI's worse end is the one-sided bound.",
+        "(paired bootstrap over sample ids, McNemar's exact test for 0/1 metrics) after the multiplicity correction: "
+        "`p` is each test's own p-value, `p adj` the one that decides (family-wise error at alpha over all checks); "
+        "the CI's worse end is the one-sided bound of the check on its own.",
         "",
     ]
     headers = tuple(_ci_label(report) if h == "CI" else h for h in HEADERS)
@@ -107,7 +111,8 @@ def junit(report: GateReport) -> str:
     root = ET.Element("testsuites", {"name": "evalharness gate", **counts})
     suite = ET.SubElement(root, "testsuite", {"name": "evalharness.gate", **counts, "time": "0"})
     props = ET.SubElement(suite, "properties")
-    for name, value in (("current", str(report.current)), ("baseline", str(report.baseline)), ("alpha", f"{report.alpha:g}")):
+    for name, value in (("current", str(report.current)), ("baseline", str(report.baseline)), ("alpha", f"{report.alpha:g}"),
+                        ("correction", report.correction)):
         ET.SubElement(props, "property", {"name": name, "value": value})
     for c in report.checks:
         case = ET.SubElement(suite, "testcase", {"classname": f"gate.{c.task}", "name": c.metric, "time": "0"})

@@ -11,7 +11,10 @@ are the sample ids every run has (of the one task they share, or `task`). Compar
 
 Output: a run directory whose results.json holds `arena` (`position_consistency` 0-1,
 `ratings.<model>` with `rating`, `ci_low`, `ci_high`, `win_rate`, counts, `verdict_method`
-(generate or likelihood) and `parse_rate`) and `bradley_terry` (see bradley_terry.py), and
+(generate or likelihood), `parse_rate`, `handling` (how ties and position-inconsistent pairs were
+counted, whether positions were swapped, what the bootstrap resampled: questions, each with all
+its comparisons) and `warnings` (e.g. a pairwise judge with `swap: false`)) and `bradley_terry`
+(see bradley_terry.py), and
 samples/arena.jsonl with every comparison and its raw verdicts (likelihood judges: the
 distribution over the allowed verdicts per order, and `expected_share`).
 """
@@ -64,14 +67,17 @@ def _item(rec: dict[str, Any], answers: tuple[str, ...], item_id: str) -> JudgeI
 
 
 def compare(spec: JudgeSpec, runs: dict[str, dict[str, dict[str, Any]]], backend: Backend,
-            cache: ResponseCache | NullCache, progress: bool = False) -> tuple[list[tuple[str, str, float]], list[dict[str, Any]]]:
-    """Pairwise outcomes (model a, model b, score of a) and one log record per judged item."""
+            cache: ResponseCache | NullCache, progress: bool = False
+            ) -> tuple[list[tuple[str, str, float]], list[dict[str, Any]], list[str]]:
+    """Pairwise outcomes (model a, model b, score of a), one log record per judged item, and the
+    question (sample id) of each outcome, which the bootstrap resamples as one unit."""
     models = list(runs)
     ids = [i for i in runs[models[0]] if all(i in runs[m] for m in models)]
     if not ids:
         raise DataError(f"arena: the runs share no sample ids ({', '.join(models)})")
     ans = {m: {i: str(runs[m][i]["generations"][0]) for i in ids} for m in models}
     comps: list[tuple[str, str, float]] = []
+    questions: list[str] = []
     log: list[dict[str, Any]] = []
     if spec.mode == "pairwise":
         pairs = [(i, a, b) for i in ids for a, b in combinations(models, 2)]
@@ -79,13 +85,16 @@ def compare(spec: JudgeSpec, runs: dict[str, dict[str, dict[str, Any]]], backend
         for (i, a, b), j in zip(pairs, judge_items(spec, items, backend, cache, progress), strict=True):
             if j.value is not None:
                 comps.append((a, b, j.value))
+                questions.append(i)
             log.append({"id": i, "models": [a, b], "score": j.value, **j.details()})
     elif spec.mode == "ranking":
         items = [_item(runs[models[0]][i], tuple(ans[m][i] for m in models), i) for i in ids]
         for i, j in zip(ids, judge_items(spec, items, backend, cache, progress, rotate=True), strict=True):
             if j.ranking is not None:
                 pos = {models[k]: r for r, k in enumerate(j.ranking)}
-                comps.extend((a, b, 1.0 if pos[a] < pos[b] else 0.0) for a, b in combinations(models, 2))
+                pairs_i = [(a, b, 1.0 if pos[a] < pos[b] else 0.0) for a, b in combinations(models, 2)]
+                comps.extend(pairs_i)
+                questions.extend([i] * len(pairs_i))
             log.append({"id": i, "models": models, **j.details()})
     else:
         items = [_item(runs[m][i], (ans[m][i],), f"{i}|{m}") for i in ids for m in models]
@@ -96,8 +105,33 @@ def compare(spec: JudgeSpec, runs: dict[str, dict[str, dict[str, Any]]], backend
                 va, vb = value[f"{i}|{a}"], value[f"{i}|{b}"]
                 if va is not None and vb is not None:
                     comps.append((a, b, 1.0 if va > vb else 0.0 if va < vb else 0.5))
+                    questions.append(i)
         log.extend({"id": it.id, "value": j.value, **j.details()} for it, j in zip(items, judged, strict=True))
-    return comps, log
+    return comps, log, questions
+
+
+def handling(spec: JudgeSpec) -> dict[str, Any]:
+    """How this arena turned verdicts into comparisons: ratings from different settings differ in
+    meaning (ties pull ratings together; excluding inconsistent pairs keeps only confident ones)."""
+    out: dict[str, Any] = {"ties": "half a win each", "resampled": "questions"}
+    if spec.mode == "pairwise":
+        out["position_swap"] = spec.pairwise.swap
+        out["position_inconsistent"] = (
+            ("counted as a tie" if spec.pairwise.inconsistent_as == "tie" else "excluded") if spec.pairwise.swap
+            else "not detectable: each pair judged in one order only")
+    elif spec.mode == "ranking":
+        out["position_swap"] = "answer order rotated item by item"
+    else:
+        out["ties"] = "equal ratings: half a win each"
+    return out
+
+
+def swap_warning(spec: JudgeSpec) -> str | None:
+    """The warning for a pairwise judge that sees each pair in one order only."""
+    if spec.mode != "pairwise" or spec.pairwise.swap:
+        return None
+    return (f"judge {spec.name!r} has pairwise.swap: false: the first-listed model always sits in position A, so a "
+            "judge's position bias moves the ratings (and can reverse them); set swap: true to judge both orders")
 
 
 def arena(spec: JudgeSpec, run_dirs: Sequence[Path], backend: Backend, cache: ResponseCache | NullCache, output: Path,
@@ -120,8 +154,9 @@ def arena(spec: JudgeSpec, run_dirs: Sequence[Path], backend: Backend, cache: Re
         runs[name] = recs
     if len(runs) < 2:
         raise DataError("arena: give at least two run directories")
-    comps, log = compare(spec, runs, backend, cache, progress)
-    bt = rate(comps, models=list(runs), n_resamples=resamples, seed=seed)
+    comps, log, questions = compare(spec, runs, backend, cache, progress)
+    bt = rate(comps, models=list(runs), n_resamples=resamples, seed=seed, questions=questions)
+    warnings = [w for w in (swap_warning(spec),) if w]
     consistent = [r["consistent"] for r in log if "consistent" in r]
     statuses = [r.get("status") for r in log]
     n_judged = len(statuses) - statuses.count("error")
@@ -131,6 +166,9 @@ def arena(spec: JudgeSpec, run_dirs: Sequence[Path], backend: Backend, cache: Re
         "mode": spec.mode,
         "n_items": len(log),
         "n_comparisons": len(comps),
+        "n_questions": bt["n_questions"],
+        "handling": handling(spec),
+        **({"warnings": warnings} if warnings else {}),
         "n_unparseable": statuses.count("unparseable"),
         "n_errors": statuses.count("error"),
         # generate: verdicts parsed from the judge's text; likelihood: argmax over the allowed
@@ -138,7 +176,7 @@ def arena(spec: JudgeSpec, run_dirs: Sequence[Path], backend: Backend, cache: Re
         "verdict_method": spec.verdict.method,
         "parse_rate": (n_judged - statuses.count("unparseable")) / n_judged if n_judged else math.nan,
         "n_inconsistent": sum(not c for c in consistent),
-        "position_consistency": sum(consistent) / len(consistent) if consistent else math.nan,
+        "position_consistency": sum(consistent) / len(consistent) if consistent else None,
         "ratings": {m: {k: r[k] for k in ("rating", "ci_low", "ci_high", "wins", "n")} for m, r in bt["ratings"].items()},
         "win_rate": bt["win_rate"],
     }

@@ -8,7 +8,7 @@ for every metric, corpus BLEU included.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -16,6 +16,10 @@ from evalharness.registry import Registry
 from evalharness.types import Output, RunStats, Sample, Score
 
 TaskKind = str  # "generate" | "multiple_choice" | "perplexity"
+# What a metric's per-sample scores are, which picks its confidence interval (evalharness.stats.bootstrap):
+# binary (each score is scale[0] or scale[1]), bounded (inside scale), unbounded (a mean with no
+# bounds), corpus (the aggregate is not a plain mean: BLEU, perplexity; the default when undeclared).
+MetricKind = Literal["binary", "bounded", "unbounded", "corpus"]
 
 
 class Metric:
@@ -30,6 +34,10 @@ class Metric:
     kinds: frozenset[TaskKind] = frozenset({"generate", "multiple_choice", "perplexity"})
     # The aggregate reads only the column sums of the stats (lets the bootstrap sum by matrix product).
     additive: bool = False
+    # How its CI is computed (stats/bootstrap.py): binary and bounded means get score intervals inside
+    # `scale`, unbounded means a t interval, corpus metrics (the default) the bootstrap.
+    kind: MetricKind = "corpus"
+    scale: tuple[float, float] | None = None
     # A judge's own request and token counts (None for metrics that call no model).
     judge_stats: RunStats | None = None
 
@@ -54,9 +62,14 @@ class Metric:
 
 
 class MeanMetric(Metric):
-    """Base for metrics whose corpus value is the mean of per-sample values."""
+    """Base for metrics whose corpus value is the mean of per-sample values.
+
+    Subclasses with bounded scores declare `kind` ("binary" or "bounded") and `scale`, so their
+    CI is a score interval that stays inside the scale; the default claims no bounds.
+    """
 
     name = "mean"
+    kind: MetricKind = "unbounded"
 
     def aggregate(self, stats: np.ndarray) -> float:
         return float(np.mean(stats[:, 0])) if len(stats) else float("nan")

@@ -18,12 +18,14 @@ from __future__ import annotations
 import numpy as np
 
 from evalharness.errors import DataError
-from evalharness.metrics.base import MeanMetric, TaskKind
+from evalharness.metrics.base import MeanMetric, MetricKind, TaskKind
 from evalharness.types import Output, Sample, Score
 
 
 class _ChoiceAccuracy(MeanMetric):
     higher_is_better = True
+    kind: MetricKind = "binary"
+    scale = (0.0, 1.0)
     kinds: frozenset[TaskKind] = frozenset({"multiple_choice"})
 
     def __init__(self, name: str, normalise: str | None) -> None:

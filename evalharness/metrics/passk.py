@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from evalharness.errors import DataError, SpecError
-from evalharness.metrics.base import MeanMetric, TaskKind
+from evalharness.metrics.base import MeanMetric, MetricKind, TaskKind
 from evalharness.metrics.sandbox import Limits, RunResult, require_isolation, run_programs
 from evalharness.types import Output, Sample, Score
 
@@ -80,6 +80,8 @@ class PassAtK(MeanMetric):
     """pass@k over a sample's generations, executed in the sandbox."""
 
     higher_is_better = True
+    kind: MetricKind = "bounded"
+    scale = (0.0, 1.0)
     kinds: frozenset[TaskKind] = frozenset({"generate"})
 
     def __init__(

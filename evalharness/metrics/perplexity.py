@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from evalharness.errors import DataError
-from evalharness.metrics.base import Metric, TaskKind
+from evalharness.metrics.base import Metric, MetricKind, TaskKind
 from evalharness.types import Output, Sample, Score
 
 _WHITESPACE = re.compile(r"\s+")
@@ -48,6 +48,7 @@ def _bits(mean_ll: float) -> float:
 
 class _Perplexity(Metric):
     higher_is_better = False
+    kind: MetricKind = "corpus"
     kinds: frozenset[TaskKind] = frozenset({"perplexity"})
 
     def __init__(

@@ -28,7 +28,7 @@ from typing import Any
 
 from evalharness.errors import SpecError
 from evalharness.metrics import first_answer, require_references
-from evalharness.metrics.base import MeanMetric, TaskKind
+from evalharness.metrics.base import MeanMetric, MetricKind, TaskKind
 from evalharness.types import Output, Sample, Score
 
 TOKENIZERS = ("default", "unicode")
@@ -78,6 +78,8 @@ class UnicodeTokenizer:
 
 class _Rouge(MeanMetric):
     higher_is_better = True
+    kind: MetricKind = "bounded"
+    scale = (0.0, 1.0)
     kinds: frozenset[TaskKind] = frozenset({"generate"})
 
     def __init__(self, rouge_type: str, use_stemmer: bool = False, tokenizer: str = "default") -> None:

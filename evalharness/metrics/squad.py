@@ -20,7 +20,7 @@ from collections import Counter
 
 from evalharness.errors import SpecError
 from evalharness.metrics import first_answer, require_references
-from evalharness.metrics.base import MeanMetric, TaskKind
+from evalharness.metrics.base import MeanMetric, MetricKind, TaskKind
 from evalharness.types import Output, Sample, Score
 
 _PUNCTUATION = frozenset(string.punctuation)
@@ -62,6 +62,8 @@ def _check_version(version: str) -> str:
 
 class _SquadMetric(MeanMetric):
     higher_is_better = True
+    kind: MetricKind = "bounded"
+    scale = (0.0, 100.0)
     kinds: frozenset[TaskKind] = frozenset({"generate"})
 
     def __init__(self, name: str, version: str = "1.1") -> None:
@@ -84,6 +86,8 @@ class _SquadMetric(MeanMetric):
 
 
 class _ExactMatch(_SquadMetric):
+    kind: MetricKind = "binary"
+
     def _pair(self, prediction: str, reference: str) -> float:
         return exact_match_score(prediction, reference)
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from evalharness.errors import SpecError
 from evalharness.metrics import first_answer, require_references
-from evalharness.metrics.base import Metric, TaskKind
+from evalharness.metrics.base import Metric, MetricKind, TaskKind
 from evalharness.types import Output, Sample, Score
 
 
@@ -34,6 +34,7 @@ class _SacrebleuMetric(Metric):
     """Shared plumbing: per-segment stats out of sacrebleu, corpus score from summed stats."""
 
     kinds: frozenset[TaskKind] = frozenset({"generate"})
+    kind: MetricKind = "corpus"
     integer_stats = True
     additive = True  # aggregate reads only the column sums of the stats (lets the bootstrap sum by matrix product)
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from evalharness.data.samples import get_path
 from evalharness.errors import DataError
-from evalharness.metrics.base import MeanMetric, TaskKind
+from evalharness.metrics.base import MeanMetric, MetricKind, TaskKind
 from evalharness.types import Output, Sample, Score
 
 
@@ -32,6 +32,8 @@ def mc2_score(logprobs: np.ndarray, labels: np.ndarray) -> float:
 class MC2(MeanMetric):
     name = "mc2"
     higher_is_better = True
+    kind: MetricKind = "bounded"
+    scale = (0.0, 1.0)
     kinds: frozenset[TaskKind] = frozenset({"multiple_choice"})
 
     def __init__(self, labels: str = "mc2_targets.labels") -> None:

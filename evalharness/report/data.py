@@ -229,6 +229,7 @@ class BradleyTerry:
     ratings: list[Rating]
     position_consistency: float | None = None
     win_rate: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # warnings (e.g. no position swap) and how ties were counted
 
 
 def _bt_from(entry: Any, title: str, source: str) -> BradleyTerry | None:
@@ -245,7 +246,11 @@ def _bt_from(entry: Any, title: str, source: str) -> BradleyTerry | None:
     ratings.sort(key=lambda r: -r.rating)
     wr = entry.get("win_rate") or entry.get("win_rates") or {}
     win_rate = {str(a): {str(b): finite(v) for b, v in row.items()} for a, row in wr.items() if isinstance(row, dict)}
-    return BradleyTerry(title, source, ratings, finite(entry.get("position_consistency")), win_rate)
+    notes = [f"warning: {w}" for w in entry.get("warnings") or [] if isinstance(w, str)]
+    handled = entry.get("handling")
+    if isinstance(handled, dict):
+        notes.append("; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in handled.items()))
+    return BradleyTerry(title, source, ratings, finite(entry.get("position_consistency")), win_rate, notes)
 
 
 def bradley_terry_tables(runs: list[Run]) -> list[BradleyTerry]:

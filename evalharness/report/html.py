@@ -245,7 +245,8 @@ def render_markdown(run_dirs: list[str | Path]) -> str:
         shown = ", ".join(gb.members[:8]) + (", …" if len(gb.members) > 8 else "")
         group_lines.append(f"- group **{_md(gb.name)}**: {len(gb.members)} tasks ({_md(shown)}); "
                            "`_micro`: every sample counts once, `_macro`: every task once")
-    lines += ["", "95% bootstrap confidence intervals in brackets; **bold**: best per column; mean rank over each task's first metric.",
+    lines += ["", "95% confidence intervals in brackets (method per metric: `ci_method`; – where none is defined); "
+              "**bold**: best per column; mean rank over each task's first metric.",
               "n per task: " + "; ".join(f"{_md(m)} {_md(t)} {v:,}" for (m, t), v in n.items())]
     if group_lines:
         lines += ["", *group_lines]

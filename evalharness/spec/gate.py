@@ -1,6 +1,7 @@
 """The gate's YAML config (`evalharness gate --config gate.yaml`), validated by pydantic.
 
-    alpha: 0.05                 # significance level of the one-sided paired tests
+    alpha: 0.05                 # family-wise significance level of the one-sided paired tests
+    correction: holm            # multiplicity correction over all checks: none | holm | bonferroni
     resamples: 1000             # paired bootstrap resamples
     seed: 0
     only_listed: false          # true: check only the metrics named under `tasks`
@@ -18,10 +19,13 @@ results file): for perplexity a drop is a rise.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from evalharness.spec.loader import parse_yaml, read_text, validate
+
+Correction = Literal["none", "holm", "bonferroni"]
 
 
 class Rule(BaseModel):
@@ -41,6 +45,7 @@ class GateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
+    correction: Correction = "holm"
     resamples: int = Field(default=1000, ge=100)
     seed: int = 0
     only_listed: bool = False

@@ -7,8 +7,10 @@ Two aggregates per group metric, both with a 95% percentile-bootstrap CI:
 The bootstrap is stratified: each resample draws every member's samples with replacement
 *within that member* (stats.resample_indices, seeded per member), then recomputes both
 aggregates. The member sizes stay fixed, as they are fixed by design (a group is its members),
-so the interval reflects sampling of questions, not of subjects. Percentile interval and
-stderr are computed as in stats.bootstrap.
+so the interval reflects sampling of questions, not of subjects. Percentile interval, and the
+bootstrap values' standard deviation as stderr. Where every resample is equal (every pooled
+sample scored the same) or there are no resamples, the CI is null with a `ci_reason`, never
+zero-width.
 
 Only metrics whose corpus value is the mean of per-sample scores (acc, acc_norm, exact_match,
 f1, pass@k, ...) can be pooled; a member whose log carries sufficient statistics for the metric
@@ -56,12 +58,15 @@ def stratified_resamples(strata: Sequence[np.ndarray], n_resamples: int, seed: i
 
 
 def _result(name: str, value: float, resampled: np.ndarray | None, n: int, higher: bool, n_resamples: int) -> MetricResult:
-    if resampled is None:
-        return MetricResult(name=name, value=value, ci_low=value, ci_high=value, stderr=0.0 if n == 1 else math.nan,
-                            n=n, higher_is_better=higher, ci_method="bootstrap-percentile-stratified")
+    if resampled is None or resampled.min() == resampled.max():
+        # never a zero-width interval: a group whose every sample scored the same has no spread to resample
+        reason = ("n = 1: one sample gives no interval" if n < 2 else "no resamples (--bootstrap 0)" if resampled is None
+                  else "every resample gave the same value (no spread to measure)")
+        return MetricResult(name=name, value=value, ci_low=None, ci_high=None, stderr=None, n=n, higher_is_better=higher,
+                            ci_method="none", resamples=0 if resampled is None else n_resamples, ci_reason=reason)
     alpha = (1.0 - CONFIDENCE) / 2.0
     low, high = (float(x) for x in np.quantile(resampled, [alpha, 1.0 - alpha]))
-    err = float(np.std(resampled, ddof=1)) if len(resampled) > 1 else 0.0
+    err = float(np.std(resampled, ddof=1))
     return MetricResult(name=name, value=value, ci_low=low, ci_high=high, stderr=err, n=n, higher_is_better=higher,
                         ci_method="bootstrap-percentile-stratified", resamples=n_resamples)
 
