@@ -228,7 +228,7 @@ def test_gadget_ends_within_the_budget_naming_task_row_and_limit(name: str) -> N
     import time
     import tracemalloc
 
-    from evalharness.prompting.render import Limits
+    from evalharness.prompting.budget import Limits
 
     limits = Limits(seconds=0.5)
     tracemalloc.start()
@@ -248,7 +248,7 @@ def test_gadget_ends_within_the_budget_naming_task_row_and_limit(name: str) -> N
 
 
 def test_the_limits_are_configurable_and_the_defaults_leave_real_prompts_alone() -> None:
-    from evalharness.prompting.render import LIMITS, Limits
+    from evalharness.prompting.budget import LIMITS, Limits
 
     doc = "word " * 150_000  # a 750,000-character document, printed, filtered and joined
     assert render("{{ doc }}|{{ doc|trim|length }}|{{ (doc ~ '.')[-3:] }}", {"doc": doc}) == f"{doc}|{len(doc) - 1}|d ."
