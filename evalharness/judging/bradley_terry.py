@@ -99,6 +99,20 @@ def _unit_tables(ia: np.ndarray, ib: np.ndarray, sc: np.ndarray, unit: np.ndarra
     return wins.reshape(n_units, k * k), games.reshape(n_units, k * k)
 
 
+def _resampled_fits(ia: np.ndarray, ib: np.ndarray, sc: np.ndarray, unit: np.ndarray, n_units: int, k: int,
+                    beta: np.ndarray, n_resamples: int, seed: int, l2: float) -> np.ndarray:
+    """Strengths refitted on `n_resamples` draws of the units (questions, or single comparisons)."""
+    unit_wins, unit_games = _unit_tables(ia, ib, sc, unit, n_units, k)
+    rng = np.random.default_rng(seed)
+    draws = np.empty((n_resamples, k))
+    for start in range(0, n_resamples, 100):  # counts of each unit per resample, then tables by matrix product
+        picks = rng.integers(0, n_units, size=(min(100, n_resamples - start), n_units))
+        counts = np.stack([np.bincount(p, minlength=n_units) for p in picks]).astype(float)
+        for r, (w, g) in enumerate(zip(counts @ unit_wins, counts @ unit_games, strict=True)):
+            draws[start + r] = fit(w.reshape(k, k), g.reshape(k, k), l2, start=beta)
+    return draws
+
+
 def rate(
     comparisons: Sequence[Comparison],
     models: Sequence[str] | None = None,
@@ -128,14 +142,7 @@ def rate(
     beta = fit(wins, games, l2) if k else np.zeros(0)
     lows = highs = beta
     if n and n_resamples > 0 and k > 1:
-        unit_wins, unit_games = _unit_tables(ia, ib, sc, unit, n_units, k)
-        rng = np.random.default_rng(seed)
-        draws = np.empty((n_resamples, k))
-        for start in range(0, n_resamples, 100):  # counts of each unit per resample, then tables by matrix product
-            picks = rng.integers(0, n_units, size=(min(100, n_resamples - start), n_units))
-            counts = np.stack([np.bincount(p, minlength=n_units) for p in picks]).astype(float)
-            for r, (w, g) in enumerate(zip(counts @ unit_wins, counts @ unit_games, strict=True)):
-                draws[start + r] = fit(w.reshape(k, k), g.reshape(k, k), l2, start=beta)
+        draws = _resampled_fits(ia, ib, sc, unit, n_units, k, beta, n_resamples, seed, l2)
         alpha = (1.0 - confidence) / 2.0
         lows, highs = np.quantile(draws, alpha, axis=0), np.quantile(draws, 1.0 - alpha, axis=0)
     elo = ELO_BASE + ELO_SCALE * beta
