@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from evalharness.gate.check import run_gate
-from evalharness.stats.paired import as_rows, bootstrap_p_value, mcnemar_exact, paired_bootstrap
 from scipy.stats import binomtest
 from scipy.stats import bootstrap as scipy_bootstrap
 
 from evalharness.cli import main
+from evalharness.gate.check import run_gate
 from evalharness.metrics.base import build_metric
 from evalharness.spec.gate import GateConfig, Rule
+from evalharness.stats.paired import as_rows, bootstrap_p_value, mcnemar_exact, paired_bootstrap
 
 FINGERPRINT = {
     "task_file_hash": "f" * 16, "prompt_template_hash": "p" * 16, "model_identity_hash": "m" * 16,
@@ -482,8 +482,9 @@ def simulate_family(trials: int, n: int = 300, tasks: int = 5, alpha: float = 0.
     is p_i moved by N(0, 0.1) and its answer reuses acc's random draw on 70% of items (the two
     metrics score the same answers, so their checks are correlated). Each run draws afresh.
     """
-    from evalharness.gate.check import adjusted_p_values
     from scipy.stats import binom
+
+    from evalharness.gate.check import adjusted_p_values
 
     rng = np.random.default_rng(seed)
     p = rng.beta(1.2, 0.8, (trials, tasks, 1, n))

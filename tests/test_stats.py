@@ -8,12 +8,12 @@ import math
 
 import numpy as np
 import pytest
-from evalharness.stats.bootstrap import bootstrap
 from scipy.stats import binomtest, t
 
 from evalharness.errors import UsageError
 from evalharness.metrics.base import MeanMetric, build_metric
 from evalharness.metrics.perplexity import word_perplexity
+from evalharness.stats.bootstrap import bootstrap
 
 
 class _Mean(MeanMetric):
@@ -123,9 +123,8 @@ def test_resampling_in_chunks_gives_the_same_interval() -> None:
 def test_shared_draws_and_summed_resamples_change_no_interval() -> None:
     # bootstrap_many draws each resample once for all metrics, and sums an additive metric's
     # integer stats by matrix product; every result must equal a plain per-metric bootstrap.
-    from evalharness.stats.bootstrap import bootstrap_many
-
     from evalharness.metrics.translation import bleu
+    from evalharness.stats.bootstrap import bootstrap_many
 
     class _Gathered:  # the same BLEU, without `additive`: resampled rows are gathered and summed
         def __init__(self) -> None:
