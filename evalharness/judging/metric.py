@@ -89,6 +89,10 @@ class JudgeMetric(Metric):
     def __init__(self, spec: JudgeSpec, source: str | None = None) -> None:
         self.spec = spec
         self.name = spec.name
+        # a rating on the judge's scale (1-10), a win share in [0, 1], a rubric score; the per-sample
+        # statistics are (value, parsed), so its CI is the bootstrap of `aggregate` over parsed verdicts
+        self.kind = "bounded"
+        self.scale = spec.value_range
         self.source = source  # the judge file, for errors
         self.backend: Backend | None = None
         self.cache: ResponseCache | NullCache = NullCache()
