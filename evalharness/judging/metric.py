@@ -71,6 +71,9 @@ def _reference(spec: JudgeSpec, sample: Sample) -> str | None:
 def item_for(spec: JudgeSpec, sample: Sample, output: Output) -> JudgeItem:
     q = spec.inputs.question
     ctx = spec.inputs.context
+    for key in (q, ctx):
+        if key and key in sample.fields and sample.fields[key] is None:
+            raise DataError(f"judge {spec.name}: sample {sample.id!r}: {key!r} is null (the judge would see no {key})")
     return JudgeItem(
         id=sample.id,
         answers=_answers(spec, sample, output),
