@@ -47,7 +47,7 @@ def judged_run(run: Path, ratings: list[float | None], task: str = "mt", model: 
         rec: dict[str, Any] = {"id": str(i), "prompt": f"Question {i}?", "generations": [f"answer {i}"]}
         rec["scores"] = {JUDGE: r}
         rec["score_stats"] = {JUDGE: [0.0, 0.0] if r is None else [r, 1.0]}
-        rec["score_details"] = {JUDGE: {"status": "unparseable", "raw": ["no rating"]} if r is None else
+        rec["score_details"] = {JUDGE: {"status": "unparseable", "raw": ["no rating"], "reason": ["no [[rating]] found"]} if r is None else
                                 {"status": "parsed", "verdicts": [r], "raw": [f"Good. [[{r:g}]]"]}}
         records.append(rec)
     parsed = [r for r in ratings if r is not None]
@@ -257,3 +257,18 @@ def test_console_prints_na_for_no_bootstrap_and_zero_width_intervals() -> None:
     assert "n/a (no resamples (--bootstrap 0))" in table
     assert "[1.0000, 1.0000]" not in table and "n/a (zero-width interval)" in table
     assert "nan" not in table.lower()
+
+
+def test_report_shows_the_judge_explanation_as_text(tmp_path: Path) -> None:
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("".join(json.dumps({"id": str(i), "prompt": f"q{i}", "prediction": f"a{i}"}) + "\n" for i in range(3)))
+    code, _, err = cli("score", "--predictions", str(preds), "--judge", JUDGE, "--judge-model", "fake", "--judge-model-args",
+                       "output=Clear and correct; a little terse. [[7]]", "--no-cache", "--output", str(tmp_path / "o"))
+    assert code == 0, err
+    ts = task_samples("p", load_runs([tmp_path / "o"]))
+    d = ts.payload["samples"][0]["o"][0]["d"][JUDGE]
+    assert d["verdict"] == "7" and d["status"] == "parsed"
+    assert d["explanation"] == "Clear and correct; a little terse. [[7]]"  # prose, not a JSON list
+    bad = judged_run(tmp_path / "bad", [None])
+    d = task_samples("mt", load_runs([bad])).payload["samples"][0]["o"][0]["d"][JUDGE]
+    assert d["raw"] == "no rating" and d["explanation"].startswith("unparseable")

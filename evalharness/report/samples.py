@@ -40,11 +40,29 @@ def prompt_text(prompt: Any) -> str:
     return "" if prompt is None else str(prompt)
 
 
+def _readable_judge(d: dict[str, Any]) -> dict[str, Any]:
+    """A judge's details as the page shows them: the verdict, and the judge's text as prose (not a
+    JSON list): its explanation when the verdict parsed, its raw reply and the reason when not."""
+    out = dict(d)
+    verdicts = d.get("verdicts")
+    if isinstance(verdicts, list) and verdicts and "verdict" not in d:
+        out["verdict"] = ", ".join(f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in verdicts)
+    for key in ("raw", "first_raw", "reason"):
+        v = d.get(key)
+        if isinstance(v, list) and all(isinstance(x, str) for x in v):
+            out[key] = "\n\n".join(v)
+    if "explanation" not in out and d.get("status") in ("unparseable", "error") and out.get("reason"):
+        out["explanation"] = f"{d['status']}: {out['reason']}"
+    return out
+
+
 def _details(rec: dict[str, Any], limit: int, where: str) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for metric, d in (rec.get("score_details") or {}).items():
         if not isinstance(d, dict):
             d = {"detail": d}
+        elif "status" in d:
+            d = _readable_judge(d)
         clean: dict[str, Any] = {}
         for k, v in d.items():
             if isinstance(v, float):
