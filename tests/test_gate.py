@@ -19,6 +19,7 @@ from scipy.stats import binomtest
 from scipy.stats import bootstrap as scipy_bootstrap
 
 from evalharness.cli import main
+from evalharness.errors import DataError
 from evalharness.gate.check import run_gate
 from evalharness.metrics.base import build_metric
 from evalharness.spec.gate import GateConfig, Rule
@@ -264,10 +265,26 @@ def test_unscored_samples_are_reported(tmp_path: Path) -> None:
         del r["scores"]
         r["error"] = "timeout"
     log.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    results = json.loads((c / "results.json").read_text())
+    results["tasks"]["toy"]["metrics"]["acc"]["value"] = float(np.mean(cur[3:]))  # what the run would have recorded
+    (c / "results.json").write_text(json.dumps(results))
     report = run_gate(c, b)
     assert report.checks[0].n == 497
     assert any("3 sample(s) unscored (failed) in the current run" in n for n in report.notes)
-    assert any("sample log gives" in n for n in report.notes)  # the edited log no longer matches results.json
+
+
+def test_a_sample_log_that_disagrees_with_results_json_is_refused(tmp_path: Path) -> None:
+    base, cur = acc_pair(worse=5, better=5)
+    b, c = write_run(tmp_path / "b", {"acc": base}), write_run(tmp_path / "c", {"acc": cur})
+    log = c / "samples" / "toy.jsonl"
+    recs = [json.loads(x) for x in log.read_text().splitlines()]
+    for r in recs[:40]:
+        r["scores"]["acc"] = 1.0  # an edited log: results.json no longer follows from it
+    log.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    code, _, _ = gate(tmp_path / "g", {"acc": base}, {"acc": cur})  # sanity: the unedited pair is comparable
+    assert code == 0
+    with pytest.raises(DataError, match=r"sample log gives .* but its results.json says .*disagree"):
+        run_gate(c, b)
 
 
 @pytest.mark.parametrize(

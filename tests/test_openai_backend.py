@@ -241,7 +241,9 @@ def test_score_echo_rejects_mismatched_logprobs() -> None:
 
 def _run(fixtures: Path, tmp_path: Path, srv: FakeOpenAIServer, task: str, *extra: str, model: str = "openai-completions",
          args: str = "", out: str = "run", cache: str = "cache") -> int:
-    model_args = f"model=toy,base_url={srv.url},backoff_base=0.01,max_retries=3,timeout=2" + (f",{args}" if args else "")
+    given = dict(kv.split("=", 1) for kv in args.split(",") if kv)  # a key given twice is refused: later ones replace defaults
+    merged = {"model": "toy", "base_url": srv.url, "backoff_base": "0.01", "max_retries": "3", "timeout": "2", **given}
+    model_args = ",".join(f"{k}={v}" for k, v in merged.items())
     return main(["run", "--model", model, "--model-args", model_args, "--tasks", ",".join(str(fixtures / t) for t in task.split(",")),
                  "--output", str(tmp_path / out), "--cache-dir", str(tmp_path / cache), "--no-progress", "--bootstrap", "100", *extra])
 

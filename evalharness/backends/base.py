@@ -95,6 +95,7 @@ def run_kind(backend: Backend, kind: RequestKind, requests: Sequence[Request]) -
 def parse_model_args(text: str | None) -> dict[str, str]:
     """Parse `k=v,k2=v2` (lm-evaluation-harness style) into a dict of strings."""
     args: dict[str, str] = {}
+    seen: dict[str, int] = {}
     if not text:
         return args
     for position, part in enumerate(text.split(","), start=1):
@@ -105,7 +106,11 @@ def parse_model_args(text: str | None) -> dict[str, str]:
         if not sep or not key.strip():
             # The part's text is not echoed: it may be a secret typed with the wrong separator.
             raise BackendError(f"--model-args: item {position} is not of the form key=value")
-        args[key.strip()] = value.strip()
+        key = key.strip()
+        if key in seen:  # last-wins would silently drop one of them
+            raise BackendError(f"--model-args: {key} is given twice (items {seen[key]} and {position})")
+        seen[key] = position
+        args[key] = value.strip()
     return args
 
 

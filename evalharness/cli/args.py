@@ -52,8 +52,9 @@ def resample_count(text: str) -> int:
 
 
 def batch_size(text: str) -> str:
-    if text != "auto":
-        positive_int(text)
+    """--batch-size: a whole number >= 1, or auto."""
+    if text != "auto" and positive_int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or auto, got {text}")
     return text
 
 

@@ -2,18 +2,59 @@
 
 from __future__ import annotations
 
+import math
+import sys
+from collections import Counter
+from pathlib import Path
 from typing import Any
+
+from evalharness.results.store import read_jsonl_tolerant
 
 
 def _fmt(x: float | None) -> str:
-    return "-" if x is None else f"{x:.4f}"
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.4f}"
 
 
 def _ci(m: dict[str, Any]) -> str:
-    """`[low, high]`, or `- (why)` where no interval is defined."""
-    if m.get("ci_low") is None or m.get("ci_high") is None:
-        return f"- ({m['ci_reason']})" if m.get("ci_reason") else "-"
-    return f"[{m['ci_low']:.4f}, {m['ci_high']:.4f}]"
+    """`[low, high]`, or `n/a (why)` where no interval is defined or it has zero width."""
+    low, high = m.get("ci_low"), m.get("ci_high")
+    if low is None or high is None or low == high:
+        reason = m.get("ci_reason") or ("zero-width interval" if low is not None and low == high else None)
+        return f"n/a ({reason})" if reason else "n/a"
+    return f"[{low:.4f}, {high:.4f}]"
+
+
+def warnings(results: dict[str, Any], run_dir: Path | None = None) -> list[str]:
+    """Lines the user must see after a run: each judge with unparseable verdicts, and failed
+    samples with the count per cause and its first message (from the run's sample logs)."""
+    lines = []
+    for name, task in results.get("tasks", {}).items():
+        for metric, m in task.get("metrics", {}).items():
+            unp = m.get("n_unparseable") or 0
+            if unp:
+                total = (m.get("n") or 0) + unp + (m.get("n_errors") or 0)
+                lines.append(f"warning: {unp} of {total} verdicts unparseable ({metric}, task {name})")
+        failed = task.get("n_failed") or 0
+        if not failed:
+            continue
+        lines.append(f"warning: {failed} of {task.get('n_samples', '?')} sample(s) failed in task {name}")
+        if run_dir is not None:
+            causes = Counter(_cause(str(r["error"])) for r in
+                             read_jsonl_tolerant(run_dir / (task.get("samples_file") or f"samples/{name}.jsonl")) if r.get("error"))
+            lines += [f"  {n} x {cause}" for cause, n in causes.most_common()]
+    return lines
+
+
+def print_warnings(results: dict[str, Any], run_dir: Path | None = None) -> None:
+    """`warnings` on stderr, after the metric table."""
+    for line in warnings(results, run_dir):
+        print(line, file=sys.stderr)
+
+
+def _cause(error: str) -> str:
+    """An error's first line, clipped: the key failures are grouped by."""
+    first = error.strip().splitlines()[0] if error.strip() else "unknown error"
+    return first if len(first) <= 160 else first[:157] + "..."
 
 
 def summary_table(results: dict[str, Any]) -> str:

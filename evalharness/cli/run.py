@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from evalharness.cli.args import Command, add_model_args, add_unsafe_code_flag, batch_size, positive_int, resample_count
-from evalharness.cli.console import summary_table
+from evalharness.cli.console import print_warnings, summary_table
 from evalharness.errors import UsageError
 
 
@@ -94,6 +94,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"rank {sh['rank']}/{sh['world_size']}: computed {sh['computed']} request(s); rank 0 writes the results")
         return 0
     print(summary_table(results))
+    print_warnings(results, output)
     from evalharness.results.usage import usage_line
 
     print(f"\n{usage_line(results)}")  # tokens and cost: model under test and judge apart

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from evalharness.cli.args import Command, add_unsafe_code_flag, resample_count
-from evalharness.cli.console import summary_table
+from evalharness.cli.console import print_warnings, summary_table
 from evalharness.errors import UsageError
 
 DEFAULT_METRICS = "exact_match,f1,bleu,chrf,rougeL"
@@ -68,6 +68,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     )
     results = score_predictions(cfg)
     print(summary_table(results))
+    print_warnings(results, output)
     if results.get("usage"):
         from evalharness.results.usage import usage_line
 

@@ -7,6 +7,7 @@ the task names.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 from collections.abc import Iterator, Sequence
@@ -98,6 +99,42 @@ def resolve_path(task: LoadedTask, relative: str, field: str) -> Path:
 MAX_ROW_BYTES = 32 * 2**20
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _show(value: Any) -> str:
+    text = "null" if value is None else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def as_id(value: Any, where: str, name: str = "id") -> str:
+    """A sample id: a string or an integer; null, floats, booleans and containers are refused."""
+    if isinstance(value, str) and value != "":
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise DataError(f"{where}: {name}: expected a non-empty string or an integer, got {_show(value)}")
+
+
+def as_text(value: Any, where: str, name: str) -> str:
+    """One text value (a prompt, a prediction, a reference): a string, never null or a number in disguise."""
+    if isinstance(value, str):
+        return value
+    raise DataError(f"{where}: {name}: expected a string, got {_show(value)}")
+
+
+def as_texts(value: Any, where: str, name: str) -> tuple[str, ...]:
+    """A string or a list of strings (several references or generations); null elements are refused."""
+    if isinstance(value, str):
+        return (value,)
+    if hasattr(value, "tolist") and not isinstance(value, (int, float)):  # a numpy array from Parquet/Arrow
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return tuple(as_text(v, where, f"{name}[{i}]") for i, v in enumerate(value))
+    raise DataError(f"{where}: {name}: expected a string or a list of strings, got {_show(value)}")
+
+
 def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     with path.open("rb") as fh:
         lineno = 0
@@ -108,11 +145,13 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             if not raw.strip():
                 continue
             try:
-                row = json.loads(raw.decode("utf-8"))
+                row = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
             except UnicodeDecodeError as exc:
                 raise DataError(f"{path}:{lineno}: not valid UTF-8 (byte {exc.start})") from None
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{lineno}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+            except ValueError as exc:  # NaN / Infinity: not JSON, and never a text
+                raise DataError(f"{path}:{lineno}: invalid JSON: {exc}") from None
             except RecursionError:
                 raise DataError(f"{path}:{lineno}: invalid JSON: nested too deeply") from None
             if not isinstance(row, dict):
@@ -214,14 +253,13 @@ def load_rows(task: LoadedTask, split: str | None = None, path: str | None = Non
     return _hub_rows(spec, split or spec.split)
 
 
-def _as_str_tuple(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
+def _as_str_tuple(value: Any, where: str, name: str) -> tuple[str, ...]:
+    """References: a string or a list of strings; numbers (a numeric answer column) are written out."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return (str(value),)
     if isinstance(value, (list, tuple)):
-        return tuple(str(v) for v in value)
-    return (str(value),)
+        value = [str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else v for v in value]
+    return as_texts(value, where, name)
 
 
 def build_sample(task: LoadedTask, row: dict[str, Any], index: int, where: str) -> Sample:
@@ -237,7 +275,10 @@ def build_sample(task: LoadedTask, row: dict[str, Any], index: int, where: str) 
     fields: dict[str, Any] = dict(row)
     for name, path in t.dataset.fields.items():
         fields[name] = field(path, f"dataset.fields.{name}")
-    sample_id = str(field(t.dataset.id_field, "dataset.id_field")) if t.dataset.id_field else str(index)
+        if fields[name] is None:
+            raise DataError(f"{where}: row {index}: {path!r} (task field dataset.fields.{name}) is null")
+    at = f"{where}: row {index}"
+    sample_id = as_id(field(t.dataset.id_field, "dataset.id_field"), at, repr(t.dataset.id_field)) if t.dataset.id_field else str(index)
     choices: tuple[str, ...] = ()
     gold: int | None = None
     if t.kind == "multiple_choice" and t.multiple_choice is not None:
@@ -261,7 +302,7 @@ def build_sample(task: LoadedTask, row: dict[str, Any], index: int, where: str) 
             raise DataError(f"{where}: row {index}: answer index {gold} out of range for {len(choices)} choices")
         fields["choices"] = list(choices)
         fields.setdefault("gold", gold)
-    references = _as_str_tuple(field(t.references, "references")) if t.references else ()
+    references = _as_str_tuple(field(t.references, "references"), at, repr(t.references)) if t.references else ()
     document = None
     if t.kind == "perplexity" and t.document:
         doc = field(t.document, "document")

@@ -1,19 +1,27 @@
 """Content-addressed response cache in SQLite (WAL), shared safely by concurrent runs.
 
 Key = sha256(backend identity, request payload). Failed responses are never cached.
+
+A cache can never poison a run: every row is validated on read (a row of the wrong shape is a
+miss, recomputed and overwritten, never copied into a log); a database that SQLite cannot read
+is moved aside (`<name>.corrupt-<time>`) and rebuilt, with a warning; one that cannot be written
+is one error line naming the file and the way out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from evalharness.errors import DataError
 from evalharness.types import Request, Response
 
 
@@ -26,19 +34,89 @@ def request_key(identity: dict[str, Any], request: Request) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "text": (str,), "logprob": (int, float), "is_greedy": (bool,), "n_tokens": (int,),
+    "prompt_tokens": (int,), "completion_tokens": (int,),
+}
+
+
+def _corrupt(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "not a database" in text or "malformed" in text or "no such table" in text or "no such column" in text
+
+
+def parse_cached(value: Any) -> Response | None:
+    """A cached row as a Response, or None when it is not one: JSON of the wrong shape, a field of
+    the wrong type, a non-finite log-probability, a negative count, an error, or no answer at all."""
+    try:
+        data = json.loads(value) if isinstance(value, (str, bytes)) else None
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or not data or not set(data) <= set(_FIELDS):
+        return None
+    for key, v in data.items():
+        if v is None:
+            continue
+        types = _FIELDS[key]
+        if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
+            return None
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, int) and not isinstance(v, bool) and key != "logprob" and v < 0:
+            return None
+    if data.get("text") is None and data.get("logprob") is None:
+        return None
+    return Response(**data)
+
+
+def answers(request: Request, response: Response) -> bool:
+    """Whether a cached response holds what the request's kind needs (a row cached under the
+    right key but of another shape is a miss, never an answer)."""
+    if request.kind == "generate":
+        return response.text is not None
+    if request.kind == "loglikelihood":
+        return response.logprob is not None and response.is_greedy is not None
+    return response.logprob is not None and response.n_tokens is not None
+
+
 class ResponseCache:
     """A key -> Response store; one SQLite file, one transaction per batch."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA busy_timeout=60000")
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
-        )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._conn = self._open()
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, sqlite3.OperationalError) and not _corrupt(exc):
+                    raise
+                self._move_aside(exc)
+                self._conn = self._open()
+        except (sqlite3.Error, OSError) as exc:
+            raise DataError(f"{self.path}: response cache cannot be used ({exc}); pass --cache-dir with a writable "
+                            "folder, or --no-cache") from None
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _move_aside(self, exc: Exception) -> None:
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{self.path}{suffix}")
+            if src.exists():
+                os.replace(src, f"{aside}{suffix}")
+        print(f"warning: {self.path}: response cache unreadable ({exc}); moved aside to {aside.name} and rebuilt "
+              "(answers will be recomputed)", file=sys.stderr)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Response]:
         found: dict[str, Response] = {}
@@ -46,25 +124,33 @@ class ResponseCache:
         for start in range(0, len(unique), 500):
             chunk = unique[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self._conn.execute(f"SELECT key, value FROM responses WHERE key IN ({marks})", chunk)
+            try:
+                rows = self._conn.execute(f"SELECT key, value FROM responses WHERE key IN ({marks})", chunk).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise DataError(f"{self.path}: response cache unreadable ({exc}); move the file aside, or pass "
+                                "--no-cache") from None
             for key, value in rows:
-                try:
-                    found[key] = Response.from_json(json.loads(value))
-                except (ValueError, TypeError):
-                    continue  # a corrupt row is a miss, recomputed and overwritten
+                response = parse_cached(value)
+                if response is not None:  # a corrupt row is a miss, recomputed and overwritten
+                    found[key] = response
         return found
 
     def put_many(self, items: Sequence[tuple[str, Response]]) -> None:
-        rows = [(k, json.dumps(r.to_json()), time.time()) for k, r in items if r.error is None]
+        rows = [(k, json.dumps(r.to_json(), allow_nan=False), time.time()) for k, r in items
+                if r.error is None and parse_cached(json.dumps(r.to_json())) is not None]
         if not rows:
             return
-        self._conn.execute("BEGIN IMMEDIATE")
         try:
-            self._conn.executemany("INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)", rows)
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany("INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)", rows)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise DataError(f"{self.path}: cannot write to the response cache ({exc}); pass --cache-dir with a writable "
+                            "folder, or --no-cache") from None
 
     def __len__(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])

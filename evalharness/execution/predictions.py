@@ -25,9 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from evalharness.data.samples import read_rows
+from evalharness.data.samples import as_id, as_text, as_texts, read_rows
 from evalharness.errors import DataError, SpecError
 from evalharness.execution.score import score_outputs
 from evalharness.metrics.base import Metric, build_metric
@@ -68,23 +66,16 @@ def _hash(data: Any) -> str:
     return _hash_bytes(json.dumps(data, sort_keys=True, default=str).encode())
 
 
-def _texts(value: Any, csv: bool) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        if csv and value.lstrip().startswith("["):
-            try:
-                parsed = json.loads(value)
-            except json.JSONDecodeError:
-                return (value,)
-            if isinstance(parsed, list):
-                return tuple(str(v) for v in parsed)
-        return (value,)
-    if isinstance(value, (list, tuple)):
-        return tuple("" if v is None else str(v) for v in value)
-    if isinstance(value, np.ndarray):
-        return tuple(str(v) for v in value.tolist())
-    return (str(value),)
+def _texts(value: Any, csv: bool, where: str, name: str) -> tuple[str, ...]:
+    """A text column: a string or a list of strings (a CSV cell may hold a JSON list)."""
+    if csv and isinstance(value, str) and value.lstrip().startswith("["):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            return (value,)
+        if isinstance(parsed, list):
+            return as_texts(parsed, where, name)
+    return as_texts(value, where, name)
 
 
 def read_predictions(path: Path) -> tuple[list[Sample], list[Output]]:
@@ -101,14 +92,17 @@ def read_predictions(path: Path) -> tuple[list[Sample], list[Output]]:
         missing = [k for k in ("id", "prediction") if k not in row]
         if missing:
             raise DataError(f"{where}: missing column(s) {', '.join(missing)} (expected id, prediction, references)")
-        sid = str(row["id"])
+        sid = as_id(row["id"], where)
         if sid in seen:
             raise DataError(f"{where}: duplicate id {sid!r}")
         seen.add(sid)
-        preds = _texts(row["prediction"], csv=False)
+        preds = _texts(row["prediction"], False, where, "prediction")
         if not preds:
-            raise DataError(f"{where}: prediction is empty (null or an empty list)")
-        refs = _texts(row.get("references"), csv)
+            raise DataError(f"{where}: prediction is empty (an empty list)")
+        refs = _texts(row["references"], csv, where, "references") if "references" in row else ()
+        for key in ("prompt", "question"):  # text, or a chat prompt (a list of turns)
+            if key in row and not isinstance(row[key], list):
+                as_text(row[key], where, key)
         fields = {k: v for k, v in row.items() if k != "prediction"}
         samples.append(Sample(id=sid, fields=fields, references=refs))
         outputs.append(Output(generations=preds, extracted=preds))

@@ -18,7 +18,7 @@ from typing import Any
 
 from evalharness.backends.base import Backend, run_kind
 from evalharness.errors import BackendError
-from evalharness.execution.cache import NullCache, ResponseCache, request_key
+from evalharness.execution.cache import NullCache, ResponseCache, answers, request_key
 from evalharness.types import REQUEST_KINDS, Request, RequestKind, Response, RunStats
 
 
@@ -144,7 +144,7 @@ def compute_requests(
     if executor.full_basis:
         todo = list(by_key)  # every rank splits the same list; the executor skips what is known
     else:
-        cached = cache.get_many([k for k in by_key if k not in done])
+        cached = {k: r for k, r in cache.get_many([k for k in by_key if k not in done]).items() if answers(by_key[k], r)}
         stats.cache_hits += len(cached)
         done.update(cached)
         todo = [k for k in by_key if k not in done]

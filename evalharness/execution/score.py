@@ -17,6 +17,15 @@ from evalharness.stats.bootstrap import bootstrap_many
 from evalharness.types import Output, Sample
 
 
+def declaration(metric: Metric) -> dict[str, Any]:
+    """What the metric is, as results.json records it for the report, the gate and the console
+    (read, never guessed from the values): `kind` and, for bounded kinds, `scale` [low, high]."""
+    out: dict[str, Any] = {"kind": metric.kind}
+    if metric.scale is not None:
+        out["scale"] = [float(metric.scale[0]), float(metric.scale[1])]
+    return out
+
+
 def score_outputs(metrics: Sequence[Metric], samples: Sequence[Sample], outputs: Sequence[Output],
                   records: Sequence[dict[str, Any]], *, seed: int, resamples: int) -> dict[str, Any]:
     """Each metric's results.json entry; each record gains `scores` (and `score_stats`, `score_details`)."""
@@ -34,5 +43,5 @@ def score_outputs(metrics: Sequence[Metric], samples: Sequence[Sample], outputs:
     results = bootstrap_many(metrics, all_rows, n_resamples=resamples, seed=seed)
     entries: dict[str, Any] = {}
     for metric, scores, result in zip(metrics, all_scores, results, strict=True):
-        entries[metric.name] = {**result.to_json(), **metric.summary(scores)}  # judges: parse rates, consistency
+        entries[metric.name] = {**result.to_json(), **declaration(metric), **metric.summary(scores)}  # judges: parse rates
     return entries

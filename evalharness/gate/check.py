@@ -235,21 +235,46 @@ def _sample_problems(task: str, base: dict[str, dict[str, Any]], cur: dict[str, 
     return problems
 
 
-def _rows(rec: dict[str, Any], metric: str) -> list[float]:
-    stats = (rec.get("score_stats") or {}).get(metric)
+def _is_judge(entry: dict[str, Any]) -> bool:
+    """A judge metric (its results.json entry carries the judge block): compared on its per-sample
+    verdict values, not on the (value, parsed) statistics, so unparseable samples drop out of both sides."""
+    return isinstance(entry.get("judge"), dict)
+
+
+def _rows(rec: dict[str, Any], metric: str, judge: bool) -> list[float]:
+    stats = None if judge else (rec.get("score_stats") or {}).get(metric)
     return [float(x) for x in stats] if stats else [float(rec["scores"][metric])]
 
 
-def _matrix(task: str, metric: str, side: str, recs: list[dict[str, Any]]) -> np.ndarray:
+def _matrix(task: str, metric: str, side: str, recs: list[dict[str, Any]], judge: bool = False) -> np.ndarray:
     """Per-sample statistics (n x k) of one side, as the metric's `aggregate` consumes them."""
-    rows = [_rows(r, metric) for r in recs]
+    rows = [_rows(r, metric, judge) for r in recs]
     if len({len(r) for r in rows}) > 1:
         raise DataError(f"{task}.{metric}: the {side}'s per-sample statistics have differing lengths")
     return as_rows(np.array(rows, dtype=float))
 
 
 def _scored(recs: dict[str, dict[str, Any]], metric: str) -> set[str]:
+    """Samples with a value for the metric (null: failed, or an unparseable verdict)."""
     return {i for i, r in recs.items() if isinstance((r.get("scores") or {}).get(metric), (int, float))}
+
+
+def _unparseable(recs: dict[str, dict[str, Any]], metric: str) -> set[str]:
+    return {i for i, r in recs.items() if ((r.get("score_details") or {}).get(metric) or {}).get("status") == "unparseable"}
+
+
+def _judge_notes(task: str, metric: str, b_recs: dict[str, dict[str, Any]], c_recs: dict[str, dict[str, Any]],
+                 rule: Rule, notes: list[str]) -> tuple[str, ...]:
+    """Notes on the unparseable verdicts left out; the failure when the current run's rate exceeds the rule's."""
+    b_unp, c_unp = _unparseable(b_recs, metric), _unparseable(c_recs, metric)
+    if b_unp or c_unp:
+        notes.append(f"{task}.{metric}: unparseable verdicts excluded: {len(b_unp)} of {len(b_recs)} in the baseline, "
+                     f"{len(c_unp)} of {len(c_recs)} in the current run")
+    rate = len(c_unp) / len(c_recs) if c_recs else 0.0
+    if rule.max_unparseable_rate is not None and rate > rule.max_unparseable_rate:
+        return (f"{len(c_unp)} of {len(c_recs)} verdicts unparseable ({rate:.1%}), above max_unparseable_rate "
+                f"{rule.max_unparseable_rate:g}",)
+    return ()
 
 
 def _task_checks(
@@ -265,33 +290,51 @@ def _task_checks(
         rule = cfg.rule(task, metric)
         if rule is None:
             continue
+        judge = _is_judge(b_metrics[metric]) or _is_judge(c_metrics[metric])
         b_ok, c_ok = _scored(b_recs, metric), _scored(c_recs, metric)
         both = [i for i in b_recs if i in c_recs]
+        unparseable = (_unparseable(b_recs, metric) | _unparseable(c_recs, metric)) if judge else set()
         for side, ok in (("baseline", b_ok), ("current run", c_ok)):
-            unscored = [i for i in both if i not in ok]
+            unscored = [i for i in both if i not in ok and i not in unparseable]
             if unscored:
                 notes.append(f"{task}.{metric}: {len(unscored)} sample(s) unscored (failed) in the {side} ({_examples(unscored)})")
+        judge_failures = _judge_notes(task, metric, b_recs, c_recs, rule, notes) if judge else ()
         ids = [i for i in b_recs if i in b_ok and i in c_ok]
+        if not ids and judge:  # a judge that never parsed on one side: a failed check, not an unreadable run
+            hib = bool(b_metrics[metric].get("higher_is_better", True))
+            why = judge_failures or ("no verdict parsed in both runs: nothing to compare",)
+            checks.append(Check(task, metric, hib, 0, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan,
+                                "threshold", rule, why, bound_failures=why))
+            continue
         if not ids:
             raise DataError(f"{task}.{metric}: no sample scored in both runs")
-        b_rows = _matrix(task, metric, "baseline", [b_recs[i] for i in ids])
-        c_rows = _matrix(task, metric, "current run", [c_recs[i] for i in ids])
+        b_rows = _matrix(task, metric, "baseline", [b_recs[i] for i in ids], judge)
+        c_rows = _matrix(task, metric, "current run", [c_recs[i] for i in ids], judge)
         if b_rows.shape[1] != c_rows.shape[1]:
             raise DataError(f"{task}.{metric}: statistics per sample: baseline {b_rows.shape[1]}, current {c_rows.shape[1]}")
-        aggregate = _aggregator(task, metric, params.get(metric), base.get("fingerprint", {}).get("task_file_hash"), b_rows.shape[1])
+        aggregate: Callable[[np.ndarray], float] = mean_aggregate
+        known = True
+        if not judge:  # a judge's aggregate is the mean over parsed verdicts: here, the plain mean of the values
+            aggregate, known = _aggregator(task, metric, params.get(metric), base.get("fingerprint", {}).get("task_file_hash"),
+                                           b_rows.shape[1])
         for side, recs, ok, entry in (("baseline", b_recs, b_ok, b_metrics[metric]), ("current run", c_recs, c_ok, c_metrics[metric])):
-            _check_recomputed(task, metric, side, aggregate, [recs[i] for i in recs if i in ok], entry, notes)
+            _check_recomputed(task, metric, side, aggregate, [recs[i] for i in recs if i in ok], entry, known, judge, notes)
         hib = bool(b_metrics[metric].get("higher_is_better", True))
         reported = _number(c_metrics[metric].get("value"))
-        checks.append(compare(task, metric, hib, b_rows, c_rows, aggregate, rule, cfg, alpha, use_stats, reported))
+        tops = _binary_tops(b_metrics[metric], c_metrics[metric])
+        check = compare(task, metric, hib, b_rows, c_rows, aggregate, rule, cfg, alpha, use_stats, reported, tops)
+        if judge_failures:
+            check = replace(check, failures=judge_failures + check.failures, bound_failures=judge_failures + check.bound_failures)
+        checks.append(check)
     return checks
 
 
 def _aggregator(
     task: str, metric: str, params: dict[str, Any] | None, task_file_hash: str | None, width: int,
-) -> Callable[[np.ndarray], float]:
+) -> tuple[Callable[[np.ndarray], float], bool]:
     """The metric's own corpus aggregate, built with the params it was run with where those are
-    known: recorded by `evalharness score`, or in the task file when it is found unchanged."""
+    known: recorded by `evalharness score`, or in the task file when it is found unchanged; and
+    whether it is the metric's own (False: a per-sample mean standing in for an uninstalled plugin)."""
     from evalharness.metrics.base import build_metric
 
     if params is None:
@@ -304,29 +347,46 @@ def _aggregator(
         except EvalHarnessError:
             pass
     try:
-        return build_metric(metric, params).aggregate
+        return build_metric(metric, params).aggregate, True
     except EvalHarnessError:
         if width == 1:
-            return mean_aggregate  # a metric from an uninstalled plugin: per-sample means still pair
+            return mean_aggregate, False  # a metric from an uninstalled plugin: per-sample means still pair
         raise DataError(f"{task}.{metric}: unknown metric with corpus statistics; install the plugin that defines it") from None
 
 
 def _check_recomputed(
     task: str, metric: str, side: str, aggregate: Callable[[np.ndarray], float], recs: list[dict[str, Any]],
-    entry: dict[str, Any], notes: list[str],
+    entry: dict[str, Any], known: bool, judge: bool, notes: list[str],
 ) -> None:
-    """The log must reproduce results.json; if not, say so (edited log, unknown metric params)."""
+    """The log must reproduce results.json: a log that disagrees (edited, truncated, from another
+    run) is refused; where the aggregate is a stand-in (uninstalled plugin) it is only noted."""
     if not recs:
         return
-    value = aggregate(_matrix(task, metric, side, recs))
+    value = aggregate(_matrix(task, metric, side, recs, judge))
     recorded = _number(entry.get("value"))
     if not (math.isclose(value, recorded, rel_tol=1e-6, abs_tol=1e-9) or (math.isnan(value) and math.isnan(recorded))):
-        notes.append(f"{task}.{metric}: the {side}'s sample log gives {value:.6g} but its results.json says {recorded:.6g}")
+        line = f"{task}.{metric}: the {side}'s sample log gives {value:.6g} but its results.json says {recorded:.6g}"
+        if known:
+            raise DataError(f"{line}; the log and results.json disagree (edited or from another run)")
+        notes.append(line)
+
+
+def _binary_tops(base: dict[str, Any], cur: dict[str, Any]) -> tuple[float, ...]:
+    """The right-answer values McNemar may test with: the top of a metric declared binary
+    (results.json `kind`/`scale`), none for any other declared kind, and 1 or 100 (whichever
+    the values show) only for files written before metrics declared their kind."""
+    kinds = {e.get("kind") for e in (base, cur)}
+    if kinds == {None}:
+        return (1.0, 100.0)
+    if kinds != {"binary"}:
+        return ()
+    scale = base.get("scale") or cur.get("scale") or [0.0, 1.0]
+    return (float(scale[1]),) if float(scale[0]) == 0.0 else ()
 
 
 def compare(
     task: str, metric: str, hib: bool, b_rows: np.ndarray, c_rows: np.ndarray, aggregate: Callable[[np.ndarray], float],
-    rule: Rule, cfg: GateConfig, alpha: float, use_stats: bool, current_reported: float,
+    rule: Rule, cfg: GateConfig, alpha: float, use_stats: bool, current_reported: float, tops: tuple[float, ...] = (1.0, 100.0),
 ) -> Check:
     """Apply one rule to paired rows. A drop counts when it exceeds `max_drop` and, with stats, a
     one-sided paired test rejects "no worse than the allowance" at `alpha` (this check alone:
@@ -344,7 +404,7 @@ def compare(
         worse: Alternative = "less" if hib else "greater"
         boot = paired_bootstrap(b_rows, c_rows, aggregate, cfg.resamples, cfg.seed, 1.0 - 2.0 * alpha, null, worse)
         diff, low, high, p, test = boot.diff, boot.ci_low, boot.ci_high, boot.p_value, "bootstrap"
-        top = next((t for t in (1.0, 100.0) if is_binary(b_rows, t) and is_binary(c_rows, t)), None)
+        top = next((t for t in tops if is_binary(b_rows, t) and is_binary(c_rows, t)), None)
         if rule.max_drop == 0.0 and b_rows.shape[1] == 1 and top is not None:
             p, test = mcnemar_exact(b_rows[:, 0] / top, c_rows[:, 0] / top, worse).p_value, "mcnemar"
     else:

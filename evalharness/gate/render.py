@@ -28,6 +28,8 @@ def _rule(c: Check) -> str:
         parts.append(f">={c.rule.min_value:g}")
     if c.rule.max_value is not None:
         parts.append(f"<={c.rule.max_value:g}")
+    if c.rule.max_unparseable_rate is not None:
+        parts.append(f"unparseable<={c.rule.max_unparseable_rate:g}")
     return " ".join(parts)
 
 
@@ -40,7 +42,9 @@ def verdict(c: Check) -> str:
 
 def _row(c: Check) -> tuple[str, ...]:
     arrow = "↑" if c.higher_is_better else "↓"
-    ci = "-" if math.isnan(c.ci_low) else f"[{_num(c.ci_low, True)}, {_num(c.ci_high, True)}]"
+    # a zero-width interval (every resampled difference equal) is no interval: shown as n/a, never [x, x]
+    undefined = math.isnan(c.ci_low) or math.isnan(c.ci_high) or c.ci_low == c.ci_high
+    ci = "n/a" if undefined else f"[{_num(c.ci_low, True)}, {_num(c.ci_high, True)}]"
     return (c.task, f"{c.metric} {arrow}", str(c.n), _num(c.baseline), _num(c.current), _num(c.diff, True), ci, _p(c.p_value),
             _p(c.p_adjusted), c.test, _rule(c), verdict(c))
 

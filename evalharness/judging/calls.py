@@ -66,6 +66,9 @@ class Judgment:
             out["reason"] = [c.error or c.verdict.reason for c in self.calls if not c.verdict.ok]
         else:
             out["verdicts"] = [c.verdict.value for c in self.calls]
+            text = "\n\n".join(c.raw for c in self.calls if isinstance(c.raw, str) and c.raw.strip())
+            if text:  # the judge's own words: what a reader of the report needs to trust or doubt the verdict
+                out["explanation"] = text
         if self.criteria is not None:
             out["criteria"] = self.criteria
         if self.consistent is not None:

@@ -71,6 +71,9 @@ def _reference(spec: JudgeSpec, sample: Sample) -> str | None:
 def item_for(spec: JudgeSpec, sample: Sample, output: Output) -> JudgeItem:
     q = spec.inputs.question
     ctx = spec.inputs.context
+    for key in (q, ctx):
+        if key and key in sample.fields and sample.fields[key] is None:
+            raise DataError(f"judge {spec.name}: sample {sample.id!r}: {key!r} is null (the judge would see no {key})")
     return JudgeItem(
         id=sample.id,
         answers=_answers(spec, sample, output),
@@ -89,6 +92,10 @@ class JudgeMetric(Metric):
     def __init__(self, spec: JudgeSpec, source: str | None = None) -> None:
         self.spec = spec
         self.name = spec.name
+        # a rating on the judge's scale (1-10), a win share in [0, 1], a rubric score; the per-sample
+        # statistics are (value, parsed), so its CI is the bootstrap of `aggregate` over parsed verdicts
+        self.kind = "bounded"
+        self.scale = spec.value_range
         self.source = source  # the judge file, for errors
         self.backend: Backend | None = None
         self.cache: ResponseCache | NullCache = NullCache()

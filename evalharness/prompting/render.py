@@ -201,6 +201,9 @@ def _finalize(value: Any) -> Any:
     many times must not be turned into one huge string."""
     if value.__class__ is str:  # already built (and counted) or data: printing it copies nothing
         return value
+    if value is None:  # a null data field would print as the word 'None' and be scored
+        raise TemplateError("a printed field is null (it would render as the text 'None'); fix the data or use "
+                            "{{ field or '' }}")
     cap = _limits().max_output
     if _weight(value, cap) > cap:
         raise _refuse("printing a value", cap)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from evalharness.assets import builtin_dir
 from evalharness.errors import DataError, UsageError
 from evalharness.report.data import Run, bradley_terry_tables, group_boards, human_rows, judge_metrics, leaderboard, load_runs
-from evalharness.report.samples import DEFAULT_MAX_TEXT, TaskSamples, diffs, task_samples
+from evalharness.report.samples import DEFAULT_MAX_TEXT, TaskSamples, declared_scale, diffs, task_samples
 from evalharness.report.svg import bar_chart, color, fmt, heatmap, histogram
 from evalharness.version import __version__
 
@@ -115,7 +115,9 @@ def _charts(runs: list[Run], boards: list[Any], samples: list[TaskSamples]) -> l
             items = [(row.run.label, c.value, c.ci_low, c.ci_high, index[row.run.label])
                      for row in board.rows if (c := row.cells[j]) is not None]
             arrow = "higher is better" if col.higher_is_better else "lower is better"
-            by_task.setdefault(col.task, []).append(bar_chart(f"{col.task} · {col.metric}", items, f"{col.metric} ({arrow}), 95% CI"))
+            scale = declared_scale(runs, col.task, col.metric)
+            by_task.setdefault(col.task, []).append(bar_chart(f"{col.task} · {col.metric}", items, f"{col.metric} ({arrow}), 95% CI",
+                                                              scale=scale))
     for group in dict.fromkeys(g for r in runs for g in r.groups):  # groups: bars only (no samples of their own)
         out.append({"task": f"{group} (group)", "bars": by_task.get(group, []), "hist": None})
     for ts in samples:

@@ -40,11 +40,29 @@ def prompt_text(prompt: Any) -> str:
     return "" if prompt is None else str(prompt)
 
 
+def _readable_judge(d: dict[str, Any]) -> dict[str, Any]:
+    """A judge's details as the page shows them: the verdict, and the judge's text as prose (not a
+    JSON list): its explanation when the verdict parsed, its raw reply and the reason when not."""
+    out = dict(d)
+    verdicts = d.get("verdicts")
+    if isinstance(verdicts, list) and verdicts and "verdict" not in d:
+        out["verdict"] = ", ".join(f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in verdicts)
+    for key in ("raw", "first_raw", "reason"):
+        v = d.get(key)
+        if isinstance(v, list) and all(isinstance(x, str) for x in v):
+            out[key] = "\n\n".join(v)
+    if "explanation" not in out and d.get("status") in ("unparseable", "error") and out.get("reason"):
+        out["explanation"] = f"{d['status']}: {out['reason']}"
+    return out
+
+
 def _details(rec: dict[str, Any], limit: int, where: str) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for metric, d in (rec.get("score_details") or {}).items():
         if not isinstance(d, dict):
             d = {"detail": d}
+        elif "status" in d:
+            d = _readable_judge(d)
         clean: dict[str, Any] = {}
         for k, v in d.items():
             if isinstance(v, float):
@@ -74,8 +92,29 @@ def _inconsistent(details: dict[str, dict[str, Any]]) -> bool:
     return False
 
 
-def correct_metric(metrics: list[str], runs_records: list[list[dict[str, Any]]]) -> tuple[int, float] | None:
-    """(index, right value) of the first metric whose per-sample scores are all 0/1 (or all 0/100)."""
+def declared_scale(runs: list[Run], task: str, metric: str) -> tuple[float, float] | None:
+    """The metric's declared range (results.json `scale`) where every run declaring one agrees."""
+    scales = {tuple(m["scale"]) for r in runs if task in r.tasks
+              if isinstance(m := r.tasks[task].get("metrics", {}).get(metric), dict) and m.get("scale")}
+    if len(scales) != 1:
+        return None
+    low, high = next(iter(scales))
+    return (float(low), float(high)) if low < high else None
+
+
+def correct_metric(metrics: list[str], runs_records: list[list[dict[str, Any]]],
+                   runs: list[Run] | None = None, task: str = "") -> tuple[int, float] | None:
+    """(index, right value) of the first metric declared binary in results.json (`kind`, `scale`).
+
+    Files from before the declaration (no run declares a kind) fall back to the values: the first
+    metric whose scores are all 0/1 (or all 0/100)."""
+    entries = [r.tasks[task]["metrics"] for r in runs or [] if task in r.tasks]
+    if any("kind" in m for e in entries for m in e.values()):
+        for j, metric in enumerate(metrics):
+            declared = [e[metric] for e in entries if metric in e]
+            if declared and all(m.get("kind") == "binary" for m in declared):
+                return j, float((declared[0].get("scale") or [0.0, 1.0])[1])
+        return None
     for j, metric in enumerate(metrics):
         values = {rec.get("scores", {}).get(metric) for recs in runs_records for rec in recs if "error" not in rec}
         values.discard(None)
@@ -129,7 +168,7 @@ def _sample_output(rec: dict[str, Any], metrics: list[str], correct: tuple[int, 
         out["e"], out["k"] = _clip_head(str(rec["error"]), max_text, where), "e"
     elif _unparseable([s for m, s in zip(metrics, scores, strict=True) if m in scores_raw or not scores_raw], details):
         out["k"] = "u"
-    elif correct is not None:
+    elif correct is not None and metrics[correct[0]] in scores_raw:  # a run lacking the metric is neither
         out["k"] = "r" if scores[correct[0]] == correct[1] else "w"
     else:
         out["k"] = ""
@@ -150,7 +189,7 @@ def task_samples(task: str, runs: list[Run], max_text: int = DEFAULT_MAX_TEXT) -
                 metrics.append(metric)
                 hib.append(bool(m.get("higher_is_better", True)))
     records = [r.samples(task) for r in having]
-    correct = correct_metric(metrics, records)
+    correct = correct_metric(metrics, records, having, task)
     by_id: dict[str, dict[str, Any]] = {}
     missing = [r.label for r, recs in zip(having, records, strict=True) if not recs]
     primary: list[list[float]] = [[] for _ in having]

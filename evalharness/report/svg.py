@@ -69,16 +69,17 @@ def _axis(lows: list[float], highs: list[float], zero: bool) -> tuple[float, flo
 
 
 def bar_chart(title: str, items: Sequence[tuple[str, float | None, float | None, float | None, int]], axis: str,
-              zero: bool = True, digits: int = 4) -> Markup:
+              zero: bool = True, digits: int = 4, scale: tuple[float, float] | None = None) -> Markup:
     """Horizontal bars (label, value, ci_low, ci_high, color index) with 95% CI whiskers.
 
-    zero=False starts the axis near the smallest value (ratings, where only differences mean anything).
+    zero=False starts the axis near the smallest value (ratings, where only differences mean anything);
+    `scale` (the metric's declared range, e.g. 1-10 for a judge rating) is the axis when given.
     """
     left, width, row, top = LEFT, WIDTH, 26, 34
     height = top + row * len(items) + 30
     highs = [v for _, val, lo, hi, _ in items for v in (val, hi) if v is not None]
     lows = [v for _, val, lo, hi, _ in items for v in (val, lo) if v is not None]
-    lo_axis, hi_axis = _axis(lows, highs, zero)
+    lo_axis, hi_axis = _axis(lows, highs, zero) if scale is None else scale
     span = (hi_axis - lo_axis) or 1.0
     base = lo_axis if lo_axis > 0 or not zero else 0.0
 

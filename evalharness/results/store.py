@@ -8,6 +8,7 @@ Layout of a run directory:
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Iterable
@@ -36,8 +37,36 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def strict(data: Any) -> Any:
+    """`data` with every non-finite float (NaN, inf) as None: the files we write are strict JSON.
+
+    An undefined number is null; its entry carries the reason where one is known (`ci_reason`,
+    a judge's `status`)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: strict(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict(v) for v in data]
+    return data
+
+
+def dumps(data: Any, **kw: Any) -> str:
+    """Strict JSON text (json.dumps with allow_nan=False over `strict(data)`)."""
+    return json.dumps(strict(data), ensure_ascii=False, default=str, allow_nan=False, **kw)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (a strict parser refuses it)")
+
+
+def loads_strict(text: str) -> Any:
+    """Parse strict JSON: NaN, Infinity and -Infinity are refused (ValueError)."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
 def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    atomic_write_text(path, dumps(data, indent=2) + "\n")
 
 
 def samples_path(run_dir: Path, task: str) -> Path:
@@ -60,7 +89,7 @@ class SampleLog:
                 self._fh.flush()
 
     def append(self, record: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        self._fh.write(dumps(record) + "\n")
         self._fh.flush()
 
     def close(self) -> None:
@@ -84,7 +113,7 @@ def read_jsonl_tolerant(path: Path) -> list[dict[str, Any]]:
 
 
 def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records))
+    atomic_write_text(path, "".join(dumps(r) + "\n" for r in records))
 
 
 def load_results(run_dir: Path | str) -> dict[str, Any]:
@@ -92,14 +121,17 @@ def load_results(run_dir: Path | str) -> dict[str, Any]:
     p = Path(run_dir)
     path = p / "results.json" if p.is_dir() else p
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_strict(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path}: no results.json here (is this a run directory?)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError, as are NaN/Infinity
         raise DataError(f"{path}: not a valid results file: {exc}") from None
     if not isinstance(data, dict) or "schema_version" not in data:
         raise DataError(f"{path}: schema_version: missing (not an evalharness results file)")
-    if data["schema_version"] > SCHEMA_VERSION:
+    version = data["schema_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise DataError(f"{path}: schema_version: expected a positive integer, got {json.dumps(version)}")
+    if version > SCHEMA_VERSION:
         raise DataError(f"{path}: schema_version {data['schema_version']} is newer than this evalharness reads")
     return data
 

@@ -11,9 +11,12 @@
         acc: {min_value: 0.40, max_drop: 0.02}
       lambada_ppl:
         word_perplexity: {max_value: 80, max_drop: 1.5}
+      mt_bench:
+        mt_bench_single: {max_drop: 0.5, max_unparseable_rate: 0.05}
 
 A drop is measured in the metric's own units and direction (`higher_is_better` from the
-results file): for perplexity a drop is a rise.
+results file): for perplexity a drop is a rise. A judge metric is compared on its per-sample
+verdicts; samples unparseable on either side are left out (and counted in the notes).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ class Rule(BaseModel):
     min_value: float | None = Field(default=None, description="the current value must be at least this")
     max_value: float | None = Field(default=None, description="the current value must be at most this")
     max_drop: float = Field(default=0.0, ge=0.0, description="tolerated worsening, in the metric's units")
+    max_unparseable_rate: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="judges: the current run's share of unparseable verdicts must be at most this")
     skip: bool = Field(default=False, description="do not check this metric")
 
 

@@ -181,13 +181,27 @@ def expand_task_list(names: list[str]) -> tuple[list[LoadedTask], list[ResolvedG
         is_path = p.suffix in {".yaml", ".yml"} or os.sep in name
         group = find_group(name) if (is_path or name not in _builtin_task_names()) else None
         if group is None:
-            task = find_task(name)
-            tasks.setdefault(task.spec.name, task)
+            _add_task(tasks, find_task(name))
             continue
         groups.append(group)
         for t in group.members:
-            tasks.setdefault(t.spec.name, t)
+            _add_task(tasks, t)
     return list(tasks.values()), groups
+
+
+def _where(task: LoadedTask) -> Path | None:
+    return task.path.resolve() if task.path is not None else None
+
+
+def _add_task(tasks: dict[str, LoadedTask], task: LoadedTask) -> None:
+    """Add a task once; another file with the same task name is an error (its results would collide)."""
+    name = task.spec.name
+    known = tasks.get(name)
+    if known is None:
+        tasks[name] = task
+    elif _where(known) != _where(task):  # even an identical file elsewhere may read other data (paths are relative)
+        raise SpecError(f"{task.path or name}: name: task {name!r} is also defined by {known.path or 'a built-in task'}; "
+                        "task names must be unique in a run")
 
 
 def _builtin_task_names() -> set[str]:

@@ -134,6 +134,24 @@ class _BoundedLoader(yaml.composer.Composer, _Parser, yaml.constructor.SafeConst
         self._expanded[id(node)] = self._nodes - before
         return node
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        """A mapping; a key written twice is an error (YAML says keys are unique; last-wins hides a typo).
+        Keys brought in by a merge (`<<: *base`) may be overridden, as YAML intends."""
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                except TypeError:
+                    continue  # an unhashable key: SafeConstructor reports it
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
 
 def _too_big(source: str, size: int) -> SpecError:
     return SpecError(f"{source}: {size:,} bytes, over the {MAX_YAML_BYTES // 2**20} MiB limit for a YAML file")
