@@ -78,7 +78,7 @@ def _table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> 
 def _group_rows() -> list[tuple[str, ...]]:
     from evalharness.spec.group import builtin_group_paths, find_group
 
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for name in builtin_group_paths():
         try:
             g = find_group(name)
@@ -96,7 +96,7 @@ def _group_rows() -> list[tuple[str, ...]]:
 def _judge_rows() -> list[tuple[str, ...]]:
     from evalharness.spec.judge import builtin_judge_paths, load_judge_file
 
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for name, path in builtin_judge_paths().items():
         try:
             spec = load_judge_file(path).spec
@@ -119,7 +119,7 @@ def _metric_rows() -> list[tuple[str, ...]]:
 
     from evalharness.metrics.base import METRICS, Metric, build_metric
 
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for name in METRICS.names():
         factory = METRICS.get(name)
         try:

@@ -51,6 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="--executor ray: the cluster to join (HOST:PORT or auto); default: start a local one")
     p.add_argument("--ray-workers", type=positive_int, default=None,
                    help="--executor ray: model replicas (default: one per GPU, else one per node)")
+    p.add_argument("--data", default=None, metavar="sample|full|TASK=full,...",
+                   help="built-in tasks: score the vendored sample (default) or the full source split through `datasets` "
+                        "(per run, or per task/group)")
     p.add_argument("--device", default=None, help="the model's device (e.g. cuda:0, cpu); same as --model-args device=...")
     p.add_argument("--gen-kwargs", "--gen_kwargs", default=None,
                    help="generation parameters over every generate task, k=v,... (temperature, top_p, max_gen_toks, until, seed)")
@@ -96,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
             output=output, limits=limits, chat_template=args.chat_template, cache_dir=args.cache_dir,
             use_cache=not args.no_cache, seed=args.seed, bootstrap_resamples=args.bootstrap,
             progress=not args.no_progress, judge_model=args.judge_model,
-            judge_model_args=model_args_dict(args.judge_model_args), gen_kwargs=args.gen_kwargs,
+            judge_model_args=model_args_dict(args.judge_model_args), gen_kwargs=args.gen_kwargs, data=args.data,
             executor=args.executor, ray_address=args.ray_address, ray_workers=args.ray_workers or None,
         )
     results = res.to_dict()

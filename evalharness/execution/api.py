@@ -98,6 +98,24 @@ def with_gen_kwargs(tasks: list[LoadedTask], gen_kwargs: Mapping[str, Any] | str
     return out
 
 
+def with_data(tasks: list[LoadedTask], groups: list[ResolvedGroup], data: str | Mapping[str, str] | None) -> list[LoadedTask]:
+    """--data full: the chosen tasks read their canonical source; checked before any model work."""
+    from evalharness.data.full import full_task, load_full_rows, parse_data_choice
+    from evalharness.data.samples import load_rows
+
+    choice = parse_data_choice(data, [t.spec.name for t in tasks], {g.name: g.member_names for g in groups})
+    out = []
+    for t in tasks:
+        if choice.get(t.spec.name) != "full":
+            out.append(t)
+            continue
+        full = full_task(t)
+        sample_rows = len(load_rows(t)) if t.spec.dataset.path is not None else None
+        load_full_rows(full, sample_rows)  # offline without a cache: one line, before the model loads
+        out.append(full)
+    return out
+
+
 @contextmanager
 def _run_dir(output: Path | str | None) -> Iterator[Path]:
     if output is not None:
@@ -127,13 +145,15 @@ def evaluate(
     writes results.json and samples/ there, as `evalharness run --output` does. Other options
     are RunConfig fields: limits, chat_template, cache_dir, use_cache, seed,
     bootstrap_resamples, progress, judge_model, judge_model_args, name, executor, and
-    gen_kwargs (a dict or "k=v,..." laid over generate tasks: temperature, top_p, max_gen_toks, until).
+    gen_kwargs (a dict or "k=v,..." laid over generate tasks: temperature, top_p, max_gen_toks, until),
+    data ("sample" (default), "full", or {task or group: "full"}: built-in tasks read their
+    canonical source through `datasets` instead of the vendored sample).
     """
     from evalharness.backends import BACKENDS
     from evalharness.execution.pipeline import RunConfig
     from evalharness.execution.pipeline import evaluate as run_pipeline
 
-    unknown = sorted(set(options) - _RUN_OPTIONS - {"gen_kwargs"})
+    unknown = sorted(set(options) - _RUN_OPTIONS - {"gen_kwargs", "data"})
     if unknown:
         raise UsageError(f"evaluate: unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(_RUN_OPTIONS))})")
     BACKENDS.get(model)  # a typo fails before any task or data is read
@@ -142,6 +162,7 @@ def evaluate(
         args["batch_size"] = batch_size
     found, groups = resolve_tasks(tasks)
     found = with_gen_kwargs(found, options.pop("gen_kwargs", None))
+    found = with_data(found, groups, options.pop("data", None))
     if "judge_model_args" in options:
         options["judge_model_args"] = model_args_dict(options["judge_model_args"])
     options.setdefault("progress", output is not None)

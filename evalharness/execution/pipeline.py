@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from evalharness.backends.base import Backend, load_backend
+from evalharness.data.full import data_entry
 from evalharness.errors import EvalHarnessError, UsageError
 from evalharness.execution.cache import NullCache, ResponseCache, default_home, request_key
 from evalharness.execution.launcher import Launch, ShardedExecutor, detect, launch_from_env, local_device
@@ -173,6 +174,7 @@ def evaluate_task(task: LoadedTask, backend: Backend, cache: ResponseCache | Nul
         "fingerprint": prep.fingerprint,
         "samples_file": str(log_path.relative_to(cfg.output)),
         "source": task.spec.source.model_dump(exclude_none=True),
+        "data": data_entry(task, prep.n_rows),  # a vendored sample is recorded as one, with its size
         "usage": usage_json(stats, backend),  # tokens used vs computed now, and cost: see results/usage.py
         **judge_entry(metrics),  # type: ignore[typeddict-item]  # the judge's tokens and cost, apart from the model's
         "duration_s": round(time.time() - started, 3),
