@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from evalharness.backends.fake import FakeBackend
+from evalharness.errors import UsageError
 from evalharness.execution.pipeline import RunConfig, evaluate
 from evalharness.spec.task import load_task_file
 
@@ -106,10 +107,11 @@ def test_resume_from_samples_log_without_cache(fixtures: Path, tmp_path: Path, m
     assert second["tasks"]["toy_mc"]["metrics"] == first["tasks"]["toy_mc"]["metrics"]
 
 
-def test_different_model_does_not_reuse_log(fixtures: Path, tmp_path: Path) -> None:
-    _run(fixtures, tmp_path, "mc.yaml", use_cache=False)
-    res = _run(fixtures, tmp_path, "mc.yaml", use_cache=False, model_args={"seed": "other"})
-    assert res["tasks"]["toy_mc"]["usage"]["computed"] == 12
+def test_different_model_is_refused_the_same_folder(fixtures: Path, tmp_path: Path) -> None:
+    first = _run(fixtures, tmp_path, "mc.yaml", use_cache=False)
+    with pytest.raises(UsageError, match="another model configuration"):
+        _run(fixtures, tmp_path, "mc.yaml", use_cache=False, model_args={"seed": "other"})
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["created"] == first["created"]  # not replaced
 
 
 def test_judge_as_a_task_metric_uses_the_judge_model(fixtures: Path, tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ def add_model_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
     dest = prefix.replace("-", "_")
     p.add_argument(f"--{prefix}model", dest=f"{dest}model", default="smollm2" if not prefix else None,
                    help="backend name (default: the embedded smollm2)" if not prefix else "judge backend name")
-    p.add_argument(f"--{prefix}model-args", dest=f"{dest}model_args", default="",
+    p.add_argument(f"--{prefix}model-args", f"--{dest}model_args", dest=f"{dest}model_args", default="",
                    help="backend arguments as k=v,k2=v2 (e.g. pretrained=PATH,dtype=float32)")
 
 

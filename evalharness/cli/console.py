@@ -70,4 +70,7 @@ def summary_table(results: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    from evalharness.data.full import sample_note
+
+    notes = [sample_note(name, t.get("data") or {}, t.get("source")) for name, t in results["tasks"].items()]
+    return "\n".join(lines + [f"note: {n}" for n in notes if n])

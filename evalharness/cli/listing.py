@@ -1,4 +1,4 @@
-"""`evalharness list`: built-in tasks (by kind), metrics and backends."""
+"""`evalharness list`: built-in tasks (by kind), task groups, judges, metrics and backends."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from evalharness.errors import EvalHarnessError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", nargs="?", choices=["tasks", "metrics", "backends", "all"], default="all")
+    p.add_argument("what", nargs="?", choices=["tasks", "groups", "judges", "metrics", "backends", "all"], default="all")
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -51,10 +51,16 @@ def handle(args: argparse.Namespace) -> int:
             print("\n".join(line(r) for r in by_kind[kind]))
         if invalid:
             print("  invalid:\n" + "\n".join(invalid))
-    if args.what in {"metrics", "all"}:
+    if args.what in {"groups", "all"}:
+        print(_table("groups:", ("name", "tasks", "metrics", "aggregates", "members"), _group_rows()))
+    if args.what in {"judges", "all"}:
+        print(_table("judges:", ("name", "mode", "scale", "verdict", "needs"), _judge_rows()))
+    if args.what == "metrics":
+        print(_table("metrics:", ("name", "kind", "scale", "direction", "tasks", "parameters"), _metric_rows()))
+    elif args.what == "all":
         from evalharness.metrics.base import METRICS
 
-        print("metrics:\n  " + ", ".join(METRICS.names()))
+        print("metrics (`evalharness list metrics` for scale, direction, parameters):\n  " + ", ".join(METRICS.names()))
     if args.what in {"backends", "all"}:
         from evalharness.backends import BACKENDS
 
@@ -62,4 +68,77 @@ def handle(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = Command("list", "list tasks, metrics and backends", add_arguments, handle)
+def _table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    lines = ["    " + "  ".join([*(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)), r[-1]]).rstrip()
+             for r in [header, *rows]]
+    return "\n".join([title, *lines])
+
+
+def _group_rows() -> list[tuple[str, ...]]:
+    from evalharness.spec.group import builtin_group_paths, find_group
+
+    rows: list[tuple[str, ...]] = []
+    for name in builtin_group_paths():
+        try:
+            g = find_group(name)
+        except EvalHarnessError as exc:
+            rows.append((name, "-", "-", "-", f"invalid: {exc}"))
+            continue
+        if g is None:
+            continue
+        members = g.member_names
+        shown = ", ".join(members[:4]) + (f", ... ({len(members) - 4} more)" if len(members) > 4 else "")
+        rows.append((name, str(len(members)), ",".join(g.metrics), ",".join(map(str, g.aggregates)), shown))
+    return rows
+
+
+def _judge_rows() -> list[tuple[str, ...]]:
+    from evalharness.spec.judge import builtin_judge_paths, load_judge_file
+
+    rows: list[tuple[str, ...]] = []
+    for name, path in builtin_judge_paths().items():
+        try:
+            spec = load_judge_file(path).spec
+        except EvalHarnessError as exc:
+            rows.append((name, "-", "-", "-", f"invalid: {exc}"))
+            continue
+        needs = ["a judge model (--judge-model)"]
+        needs += [f"{what} (field {field})" for what, field in (("question", spec.inputs.question),
+                                                               ("reference", spec.inputs.reference),
+                                                               ("context", spec.inputs.context)) if field]
+        if spec.mode == "pairwise":
+            needs.append(f"a baseline answer (column {spec.inputs.baseline})")
+        scale = f"{spec.scale.min}-{spec.scale.max}" if spec.mode in {"single", "reference"} else "-"
+        rows.append((name, str(spec.mode), scale, spec.verdict.method, ", ".join(needs)))
+    return rows
+
+
+def _metric_rows() -> list[tuple[str, ...]]:
+    import inspect
+
+    from evalharness.metrics.base import METRICS, Metric, build_metric
+
+    rows: list[tuple[str, ...]] = []
+    for name in METRICS.names():
+        factory = METRICS.get(name)
+        try:
+            params = [p for p in inspect.signature(factory).parameters.values() if p.kind is p.KEYWORD_ONLY or
+                      p.kind is p.POSITIONAL_OR_KEYWORD]
+        except (TypeError, ValueError):
+            params = []
+        shown = ", ".join(p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in params) or "-"
+        try:
+            metric: Metric | None = build_metric(name)
+        except EvalHarnessError:
+            metric = None  # needs parameters (e.g. judge): described by its parameters alone
+        if metric is None:
+            rows.append((name, "-", "-", "-", "-", shown))
+            continue
+        scale = "-" if metric.scale is None else f"{metric.scale[0]:g}..{metric.scale[1]:g}"
+        rows.append((name, metric.kind, scale, "higher is better" if metric.higher_is_better else "lower is better",
+                     ",".join(sorted(metric.kinds)), shown))
+    return rows
+
+
+COMMAND = Command("list", "list tasks, groups, judges, metrics and backends", add_arguments, handle)

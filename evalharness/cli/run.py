@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +26,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "also $EVALHARNESS_DATA_ROOTS)")
     p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N samples")
     p.add_argument("--limits", default="", help="per-task limits, e.g. arc_easy=100,gsm8k=10 (override --limit)")
-    p.add_argument("--num-fewshot", type=positive_int, default=None, help="override the task's few-shot count")
-    p.add_argument("--batch-size", type=batch_size, default=None, help="N or auto (GPU)")
+    p.add_argument("--num-fewshot", "--num_fewshot", type=positive_int, default=None, help="override the task's few-shot count")
+    p.add_argument("--batch-size", "--batch_size", type=batch_size, default=None, help="N or auto (GPU)")
     p.add_argument("--max-concurrency", type=positive_int, default=None,
                    help="API backends: most requests in flight at once (default 8; lowered on 429s)")
-    p.add_argument("--output", type=Path, default=None, help="run directory (default: runs/<model>)")
+    p.add_argument("--output", "--output_path", type=Path, default=None,
+                   help="run directory (default: runs/<model>-<hash of the model configuration>); one holding another "
+                        "configuration's results is refused")
     p.add_argument("--cache-dir", type=Path, default=None, help="response cache folder (default: ~/.cache/evalharness/cache)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the response cache")
     chat = p.add_mutually_exclusive_group()
-    chat.add_argument("--chat-template", dest="chat_template", action="store_true", default=None,
+    chat.add_argument("--chat-template", "--apply_chat_template", dest="chat_template", action="store_true", default=None,
                       help="apply the model's chat template to every task")
     chat.add_argument("--no-chat-template", dest="chat_template", action="store_false",
                       help="never apply a chat template")
@@ -46,6 +51,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="--executor ray: the cluster to join (HOST:PORT or auto); default: start a local one")
     p.add_argument("--ray-workers", type=positive_int, default=None,
                    help="--executor ray: model replicas (default: one per GPU, else one per node)")
+    p.add_argument("--data", default=None, metavar="sample|full|TASK=full,...",
+                   help="built-in tasks: score the vendored sample (default) or the full source split through `datasets` "
+                        "(per run, or per task/group)")
+    p.add_argument("--device", default=None, help="the model's device (e.g. cuda:0, cpu); same as --model-args device=...")
+    p.add_argument("--gen-kwargs", "--gen_kwargs", default=None,
+                   help="generation parameters over every generate task, k=v,... (temperature, top_p, max_gen_toks, until, seed)")
+    p.add_argument("--include-path", "--include_path", action="append", type=Path, default=[], metavar="DIR",
+                   help="a folder of task YAMLs, found by name before the built-ins (repeatable)")
+    p.add_argument("--log-samples", "--log_samples", action="store_true",
+                   help="accepted for lm-eval users; samples are always logged (samples/<task>.jsonl)")
     add_unsafe_code_flag(p)
 
 
@@ -61,9 +76,7 @@ def handle(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from evalharness.backends import BACKENDS
-    from evalharness.backends.base import parse_model_args
-    from evalharness.execution.pipeline import RunConfig, evaluate
-    from evalharness.spec.group import expand_task_list
+    from evalharness.execution.api import default_output, evaluate, model_args_dict
     from evalharness.spec.library import parse_task_list
 
     if args.suite is not None:
@@ -72,23 +85,24 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError("evalharness run: the following arguments are required: --tasks (or --suite FILE)")
     # Cheap argument checks first, so a typo fails before any task or data is read.
     BACKENDS.get(args.model)
-    model_args: dict[str, Any] = parse_model_args(args.model_args)
-    tasks, groups = expand_task_list(parse_task_list(args.tasks))
-    limits = parse_limits(args.limits, {t.spec.name for t in tasks}, {g.name: g.member_names for g in groups})
-    if args.batch_size is not None:
-        model_args["batch_size"] = args.batch_size
+    model_args: dict[str, Any] = model_args_dict(args.model_args)
+    if args.device:
+        model_args["device"] = args.device
     if getattr(args, "max_concurrency", None):
         model_args["max_concurrency"] = args.max_concurrency
-    output = args.output or Path("runs") / args.model
-    cfg = RunConfig(
-        tasks=tasks, model=args.model, model_args=model_args, output=output, limit=args.limit, limits=limits,
-        num_fewshot=args.num_fewshot, chat_template=args.chat_template, cache_dir=args.cache_dir,
-        use_cache=not args.no_cache, seed=args.seed, bootstrap_resamples=args.bootstrap,
-        progress=not args.no_progress, judge_model=args.judge_model,
-        judge_model_args=parse_model_args(args.judge_model_args), groups=groups,
-        executor=args.executor, ray_address=args.ray_address, ray_workers=args.ray_workers or None,
-    )
-    results = evaluate(cfg)
+    names = parse_task_list(args.tasks)
+    output = args.output or default_output(args.model, model_args)
+    with include_paths(args.include_path):
+        limits = _limits(args.limits, names)
+        res = evaluate(
+            names, args.model, model_args, limit=args.limit, num_fewshot=args.num_fewshot, batch_size=args.batch_size,
+            output=output, limits=limits, chat_template=args.chat_template, cache_dir=args.cache_dir,
+            use_cache=not args.no_cache, seed=args.seed, bootstrap_resamples=args.bootstrap,
+            progress=not args.no_progress, judge_model=args.judge_model,
+            judge_model_args=model_args_dict(args.judge_model_args), gen_kwargs=args.gen_kwargs, data=args.data,
+            executor=args.executor, ray_address=args.ray_address, ray_workers=args.ray_workers or None,
+        )
+    results = res.to_dict()
     if "shard" in results:  # a launcher rank other than 0: rank 0 prints and writes the results
         sh = results["shard"]
         print(f"rank {sh['rank']}/{sh['world_size']}: computed {sh['computed']} request(s); rank 0 writes the results")
@@ -104,6 +118,35 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{failed} sample(s) failed; rerun the same command to retry them", file=sys.stderr)
         return 1
     return 0
+
+
+def _limits(text: str, names: list[str]) -> dict[str, int]:
+    if not text:
+        return {}
+    from evalharness.spec.group import expand_task_list
+
+    tasks, groups = expand_task_list(names)
+    return parse_limits(text, {t.spec.name for t in tasks}, {g.name: g.member_names for g in groups})
+
+
+@contextmanager
+def include_paths(folders: list[Path]) -> Iterator[None]:
+    """--include_path DIR (lm-eval's flag): task YAMLs in DIR are found by name, before the built-ins."""
+    for folder in folders:
+        if not folder.is_dir():
+            raise UsageError(f"--include_path {folder}: not a folder")
+    if not folders:
+        yield
+        return
+    old = os.environ.get("EVALHARNESS_TASKS")
+    os.environ["EVALHARNESS_TASKS"] = os.pathsep.join([*(str(f.resolve()) for f in folders), *([old] if old else [])])
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("EVALHARNESS_TASKS", None)
+        else:
+            os.environ["EVALHARNESS_TASKS"] = old
 
 
 def parse_limits(text: str, task_names: set[str], groups: dict[str, list[str]] | None = None) -> dict[str, int]:

@@ -312,9 +312,10 @@ def build_sample(task: LoadedTask, row: dict[str, Any], index: int, where: str) 
     return Sample(id=sample_id, fields=fields, choices=choices, gold=gold, references=references, document=document)
 
 
-def load_samples(task: LoadedTask, limit: int | None = None) -> list[Sample]:
-    """The task's evaluation samples, mapped and limited (the CLI limit overrides the file's)."""
-    rows = load_rows(task)
+def load_samples(task: LoadedTask, limit: int | None = None, rows: list[dict[str, Any]] | None = None) -> list[Sample]:
+    """The task's evaluation samples, mapped and limited (the CLI limit overrides the file's);
+    `rows`: the dataset's rows when the caller already read them."""
+    rows = load_rows(task) if rows is None else rows
     where = str(task.spec.dataset.path or task.spec.dataset.hub)
     if task.path is not None and task.spec.dataset.path is not None:
         where = str(resolve_path(task, task.spec.dataset.path, "dataset.path"))

@@ -8,14 +8,17 @@ task's results entry.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evalharness.backends.base import Backend, load_backend
-from evalharness.errors import UsageError
+from evalharness.data.full import data_entry
+from evalharness.errors import EvalHarnessError, UsageError
 from evalharness.execution.cache import NullCache, ResponseCache, default_home, request_key
 from evalharness.execution.launcher import Launch, ShardedExecutor, detect, launch_from_env, local_device
 from evalharness.execution.prepare import Prepared, describe_output, known_responses, metrics_for, prepare, record
@@ -57,6 +60,22 @@ class RunConfig:
     ray_workers: int | None = None  # ray: model replicas (default: one per GPU, else one per node)
 
 
+# model args that change how fast, not what comes out (the fake backend's test hooks `trace` and `delay`
+# included): left out of a run's identity
+RUNTIME_ARGS = frozenset({"batch_size", "max_concurrency", "device", "trace", "delay"})
+
+
+def run_identity(model: str, model_args: Mapping[str, Any]) -> dict[str, Any]:
+    """What makes two runs the same model configuration (secrets redacted, speed knobs dropped)."""
+    return {"backend": model, "args": redact({k: v for k, v in model_args.items() if k not in RUNTIME_ARGS})}
+
+
+def default_output(model: str, model_args: Mapping[str, Any]) -> Path:
+    """runs/<model>-<short hash of the configuration>: two configurations never share a folder."""
+    digest = hashlib.sha256(json.dumps(run_identity(model, model_args), sort_keys=True, default=str).encode()).hexdigest()
+    return Path("runs") / f"{model}-{digest[:8]}"
+
+
 def open_cache(cfg: RunConfig) -> ResponseCache | NullCache:
     if not cfg.use_cache:
         return NullCache()
@@ -70,6 +89,7 @@ def evaluate(cfg: RunConfig) -> dict[str, Any]:
     check_resamples(cfg.bootstrap_resamples)  # refused before any model work, not after it
     launch, model_args = _launch(cfg)
     backend = load_backend(cfg.model, model_args)
+    check_output(cfg)
     cache = open_cache(cfg)
     cfg.output.mkdir(parents=True, exist_ok=True)
     executor = _executor(cfg, launch, model_args)
@@ -104,6 +124,26 @@ def evaluate(cfg: RunConfig) -> dict[str, Any]:
     return dict(results)
 
 
+def check_output(cfg: RunConfig) -> None:
+    """Refuse an output folder that holds results of another model configuration (no silent overwrite);
+    the same configuration resumes there."""
+    from evalharness.results.store import load_results
+
+    if not (cfg.output / "results.json").is_file():
+        return
+    try:
+        old = load_results(cfg.output).get("model", {})
+    except EvalHarnessError:
+        return  # an unreadable results.json is rewritten, as before
+    if not isinstance(old, dict):
+        return
+    before = run_identity(str(old.get("backend")), old.get("args") or {})
+    now = run_identity(cfg.model, cfg.model_args)
+    if before != now or old.get("name") != cfg.name:
+        raise UsageError(f"--output {cfg.output}: it holds results of another model configuration "
+                         f"({before['backend']} {before['args'] or ''}); give another --output (or omit it) or delete that folder")
+
+
 def evaluate_task(task: LoadedTask, backend: Backend, cache: ResponseCache | NullCache, cfg: RunConfig,
                   executor: Executor | None = None) -> TaskResult:
     """Run one task and write its per-sample log; returns its results.json entry."""
@@ -135,6 +175,7 @@ def evaluate_task(task: LoadedTask, backend: Backend, cache: ResponseCache | Nul
         "fingerprint": prep.fingerprint,
         "samples_file": str(log_path.relative_to(cfg.output)),
         "source": task.spec.source.model_dump(exclude_none=True),
+        "data": data_entry(task, prep.n_rows),  # a vendored sample is recorded as one, with its size
         "usage": usage_json(stats, backend),  # tokens used vs computed now, and cost: see results/usage.py
         **judge_entry(metrics),  # type: ignore[typeddict-item]  # the judge's tokens and cost, apart from the model's
         "duration_s": round(time.time() - started, 3),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from evalharness.backends.base import Backend
-from evalharness.data.samples import fewshot_pool, load_samples
+from evalharness.data.samples import fewshot_pool, load_rows, load_samples
 from evalharness.errors import BackendError, EvalHarnessError, SpecError
 from evalharness.metrics.base import Metric, build_metric
 from evalharness.prompting.render import check_template, template_hash
@@ -77,6 +77,7 @@ class Prepared:
     per_sample: list[list[Request]]
     fingerprint: dict[str, Any]
     fp: str
+    n_rows: int = 0  # rows in the dataset read (before any limit)
 
     @property
     def flat(self) -> list[Request]:
@@ -87,7 +88,8 @@ def prepare(task: LoadedTask, backend: Backend, *, limit: int | None, num_fewsho
             chat_template: bool | None, seed: int) -> Prepared:
     """A task's samples, prompts, requests and fingerprint for this backend."""
     spec = task.spec
-    samples = load_samples(task, limit)
+    rows = load_rows(task)
+    samples = load_samples(task, limit, rows)
     chat = _use_chat(task, backend, chat_template)
     prompts = _prompts(task, samples, num_fewshot, chat)
     p = spec.prompt
@@ -103,7 +105,7 @@ def prepare(task: LoadedTask, backend: Backend, *, limit: int | None, num_fewsho
     }
     fp = _hash({k: v for k, v in fingerprint.items() if k != "sample_ids_hash"})
     per_sample = [requests_for(task, s, pr) for s, pr in zip(samples, prompts, strict=True)]
-    return Prepared(samples, prompts, per_sample, fingerprint, fp)
+    return Prepared(samples, prompts, per_sample, fingerprint, fp, len(rows))
 
 
 def known_responses(log_path: Path, fp: str) -> dict[str, Response]:

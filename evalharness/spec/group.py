@@ -181,11 +181,11 @@ def expand_task_list(names: list[str]) -> tuple[list[LoadedTask], list[ResolvedG
         is_path = p.suffix in {".yaml", ".yml"} or os.sep in name
         group = find_group(name) if (is_path or name not in _builtin_task_names()) else None
         if group is None:
-            _add_task(tasks, find_task(name))
+            add_task(tasks, find_task(name))
             continue
         groups.append(group)
         for t in group.members:
-            _add_task(tasks, t)
+            add_task(tasks, t)
     return list(tasks.values()), groups
 
 
@@ -193,7 +193,7 @@ def _where(task: LoadedTask) -> Path | None:
     return task.path.resolve() if task.path is not None else None
 
 
-def _add_task(tasks: dict[str, LoadedTask], task: LoadedTask) -> None:
+def add_task(tasks: dict[str, LoadedTask], task: LoadedTask) -> None:
     """Add a task once; another file with the same task name is an error (its results would collide)."""
     name = task.spec.name
     known = tasks.get(name)

@@ -26,6 +26,7 @@ class SourceSpec(Strict):
     attribution: str | None = None
     url: str | None = None
     notes: str | None = None
+    rows: int | None = Field(default=None, ge=0, description="rows in the full source split (a vendored sample holds fewer)")
 
 
 class DatasetSpec(Strict):

@@ -1,0 +1,87 @@
+"""`--data full`: a built-in task's canonical source (hub name, config, split) instead of its vendored sample.
+
+A built-in task reads a small vendored sample for offline use and names its canonical dataset
+under `source:`. Full data swaps the task's `dataset:` for that source, read through `datasets`
+(the hub, or its local cache offline). `data_entry` is what results.json records, so a score
+on a sample is never mistaken for the benchmark's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from evalharness.errors import DataError, UsageError
+from evalharness.spec.task import DatasetSpec, LoadedTask
+
+DATA_CHOICES = ("sample", "full")
+
+
+def parse_data_choice(value: str | Mapping[str, str] | None, task_names: list[str],
+                      groups: Mapping[str, list[str]]) -> dict[str, str]:
+    """`full`, `sample`, or `task=full,group=sample,...` -> {task: choice}; a group sets its members."""
+    if value is None:
+        return {}
+    if isinstance(value, str) and value.strip() in DATA_CHOICES:
+        return dict.fromkeys(task_names, value.strip())
+    pairs = value.items() if isinstance(value, Mapping) else (p.partition("=")[::2] for p in value.split(",") if p.strip())
+    out: dict[str, str] = {}
+    for name, choice in pairs:
+        name, choice = name.strip(), str(choice).strip()
+        if choice not in DATA_CHOICES:
+            raise UsageError(f"--data: expected sample, full or task=sample|full,..., got {name}={choice!r}")
+        if name in groups:
+            out.update(dict.fromkeys(groups[name], choice))
+        elif name in task_names:
+            out[name] = choice
+        else:
+            raise UsageError(f"--data: {name!r} is not among --tasks ({', '.join(task_names)})")
+    return out
+
+
+def full_task(task: LoadedTask) -> LoadedTask:
+    """The task reading its canonical source through `datasets` (fields and ids mapped as before)."""
+    spec, src = task.spec, task.spec.source
+    if spec.dataset.hub is not None:
+        return task  # already reads the hub
+    if src.hub is None:
+        raise UsageError(f"{task.path or spec.name}: --data full: the task names no source.hub to read full data from")
+    ds = DatasetSpec(hub=src.hub, config=src.config, split=src.split or spec.dataset.split, fields=spec.dataset.fields,
+                     id_field=spec.dataset.id_field)
+    return task.model_copy(update={"spec": spec.model_copy(update={"dataset": ds}), "file_hash": f"{task.file_hash}+full"})
+
+
+def load_full_rows(task: LoadedTask, sample_rows: int | None) -> list[dict[str, Any]]:
+    """The full split's rows; offline without a datasets cache, one line naming the sample alternative."""
+    from evalharness.data.samples import load_rows
+
+    ds = task.spec.dataset
+    try:
+        return load_rows(task)
+    except DataError as exc:
+        offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
+        why = "offline (HF_DATASETS_OFFLINE/HF_HUB_OFFLINE) and not in the datasets cache" if offline else str(exc)
+        sample = f" ({sample_rows:,} rows)" if sample_rows else ""
+        raise DataError(f"{task.spec.name}: --data full: {ds.hub} ({ds.config or 'default'}, {ds.split}) could not be loaded: "
+                        f"{why}; run without --data full to score the vendored sample{sample}") from None
+
+
+def data_entry(task: LoadedTask, rows: int) -> dict[str, Any]:
+    """results.json `tasks.<name>.data`: where the rows came from, how many, and of how many."""
+    src = task.spec.source
+    if task.spec.dataset.hub is not None:
+        return {"source": "full" if src.hub else "hub", "rows": rows, "of": rows}
+    if src.hub is None:
+        return {"source": "local", "rows": rows, "of": rows}
+    return {"source": "sample", "rows": rows, "of": src.rows}
+
+
+def sample_note(name: str, entry: Mapping[str, Any], source: Mapping[str, Any] | None = None) -> str | None:
+    """`arc_easy: sample of 570 rows of allenai/ai2_arc ...` for a score on a vendored sample, else None."""
+    if entry.get("source") != "sample":
+        return None
+    of = entry.get("of")
+    size = f"{entry['rows']:,} of {of:,}" if of else f"{entry['rows']:,} rows (full size not recorded)"
+    hub = f" of {source['hub']}" if source and source.get("hub") else ""
+    return f"{name}: scored on a sample{hub}, {size}; --data full scores the whole split"
