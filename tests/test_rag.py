@@ -118,3 +118,55 @@ def test_bad_rag_rows_name_the_field(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"question": "q", "answer": "a", "contexts": [{"id": "x"}]}) + "\n")
     with pytest.raises(DataError, match=r"contexts\[0\] has no 'text'"):
         read_predictions(bad)
+
+
+def _per_context_metric(backend: Any, **over: Any) -> Any:
+    from evalharness.execution.cache import NullCache
+    from evalharness.judging.metric import JudgeMetric
+
+    data = find_judge("context_relevance").spec.model_dump()
+    data.update(over)
+    metric = JudgeMetric(JudgeSpec.model_validate(data))
+    metric.bind(backend, NullCache())
+    return metric
+
+
+def _rag_samples() -> tuple[list[Any], list[Any]]:
+    from evalharness.types import Output, Sample
+
+    samples = [Sample(id="a", fields={"prompt": "q", "contexts": ["GOOD", "BAD", "ODD"]}),
+               Sample(id="b", fields={"prompt": "q", "contexts": ["ODD"]})]
+    return samples, [Output(generations=("x",)), Output(generations=("y",))]
+
+
+def test_per_context_unparseable_accounting() -> None:
+    from tests.test_judges import Judge
+
+    def reply(prompt: str, repeat: int) -> str:
+        passage = _between(prompt, "Passage")
+        return {"GOOD": "[[5]]", "BAD": "[[2]]"}.get(passage, "no rating")
+
+    metric = _per_context_metric(Judge(reply))
+    samples, outputs = _rag_samples()
+    scores = metric.score_batch(samples, outputs)
+    assert scores[0].value == 3.5 and scores[0].stats == (3.5, 1.0)  # the unparseable context is left out, not a 1
+    assert scores[0].extra["contexts"][2]["status"] == "unparseable"
+    assert scores[1].extra["status"] == "unparseable" and scores[1].stats == (0.0, 0.0)
+    summary = metric.summary(scores)
+    assert summary["n"] == 1 and summary["n_unparseable"] == 1
+    assert summary["contexts"] == {"n": 4, "n_parsed": 2, "n_unparseable": 2, "n_errors": 0}
+
+
+def test_per_context_likelihood_verdicts() -> None:
+    from tests.test_judge_likelihood import LLJudge
+
+    def score(prompt: str, continuation: str) -> float:
+        best = "[[4]]" if "GOOD" in prompt else "[[1]]"
+        return 0.0 if continuation.strip() == best else -5.0
+
+    metric = _per_context_metric(LLJudge(score), verdict={"method": "likelihood"})
+    samples, outputs = _rag_samples()
+    scores = metric.score_batch(samples, outputs)
+    assert [s.value for s in scores] == [2.0, 1.0]  # (4 + 1 + 1) / 3, then 1
+    assert metric.summary(scores)["verdict_method"] == "likelihood"
+    assert 1.0 < metric.summary(scores)["expected_score"] < 2.0
