@@ -107,6 +107,10 @@ def evaluate(cfg: RunConfig) -> dict[str, Any]:
 def evaluate_task(task: LoadedTask, backend: Backend, cache: ResponseCache | NullCache, cfg: RunConfig,
                   executor: Executor | None = None) -> TaskResult:
     """Run one task and write its per-sample log; returns its results.json entry."""
+    if task.spec.kind == "retrieval":  # embed queries and corpus, rank by cosine (execution/retrieval.py)
+        from evalharness.execution.retrieval import evaluate_retrieval
+
+        return evaluate_retrieval(task, backend, cache, cfg, executor)
     started = time.time()
     metrics = metrics_for(task)
     if any(m.name == "judge" for m in task.spec.metrics):

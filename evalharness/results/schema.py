@@ -66,6 +66,7 @@ class TaskResult(TypedDict, total=False):
     source: dict[str, Any]
     usage: dict[str, Any]
     judge_usage: dict[str, Any]
+    corpus_size: int  # retrieval tasks: the number of corpus texts ranked per query
     duration_s: float
 
 
