@@ -2,10 +2,10 @@
 
 Every query and every corpus text becomes an `embed` request that goes through the same runner and
 response cache as every other request (a rerun embeds nothing). Each query's corpus is ranked by
-cosine similarity (the vectors are L2-normalised here, whatever the backend returns); its top
-`retrieval.depth` ids and their scores become the sample's `retrieved_ids` / `retrieved_scores`,
-so ties are broken as trec_eval breaks them (metrics/retrieval.py), and the task's retrieval
-metrics score them with their CIs like any other metric.
+cosine similarity (the vectors are L2-normalised here, whatever the backend returns), ties broken
+as trec_eval breaks them (by id, descending); its top `retrieval.depth` ids and their scores become
+the sample's `retrieved_ids` / `retrieved_scores` (metrics/retrieval.py), which the task's
+retrieval metrics score with their CIs like any other metric.
 """
 
 from __future__ import annotations
@@ -76,6 +76,13 @@ def _matrix(responses: list[Any], where: str) -> np.ndarray:
     return m / np.where(norms == 0, 1.0, norms)
 
 
+def _top(scores: np.ndarray, ids: list[str], depth: int) -> list[int]:
+    """The `depth` best corpus indices in trec_eval's order: score descending, ties by id descending."""
+    cut = scores[np.argpartition(-scores, depth - 1)[depth - 1]]
+    candidates = np.nonzero(scores >= cut)[0]  # every text tied at the cut competes for its places
+    return sorted(candidates.tolist(), key=lambda j: (scores[j], ids[j]), reverse=True)[:depth]
+
+
 def evaluate_retrieval(task: LoadedTask, backend: Backend, cache: ResponseCache | NullCache, cfg: RunConfig,
                        executor: Executor | None = None) -> TaskResult:
     """Run one retrieval task and write its per-sample log; returns its results.json entry."""
@@ -100,7 +107,7 @@ def evaluate_retrieval(task: LoadedTask, backend: Backend, cache: ResponseCache 
     depth = min(spec.depth, len(corpus_ids))
     scored, records = [], []
     for i, sample in enumerate(samples):
-        top = np.argsort(-sims[i], kind="stable")[:depth]
+        top = _top(sims[i], corpus_ids, depth)
         ids = [corpus_ids[j] for j in top]
         scores = [float(sims[i, j]) for j in top]
         fields = {**sample.fields, "retrieved_ids": ids, "retrieved_scores": scores, "relevant_ids": relevant[i]}
