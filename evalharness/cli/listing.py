@@ -9,7 +9,7 @@ from evalharness.errors import EvalHarnessError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", nargs="?", choices=["tasks", "metrics", "backends", "all"], default="all")
+    p.add_argument("what", nargs="?", choices=["tasks", "metrics", "judges", "backends", "all"], default="all")
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -55,6 +55,14 @@ def handle(args: argparse.Namespace) -> int:
         from evalharness.metrics.base import METRICS
 
         print("metrics:\n  " + ", ".join(METRICS.names()))
+    if args.what in {"judges", "all"}:
+        from evalharness.spec.judge import builtin_judge_paths, load_judge_file
+
+        described = []
+        for name, path in sorted(builtin_judge_paths().items()):
+            spec = load_judge_file(path).spec
+            described.append(f"{name} ({spec.mode}{', per context' if spec.per == 'context' else ''})")
+        print("judges:\n  " + ", ".join(described))
     if args.what in {"backends", "all"}:
         from evalharness.backends import BACKENDS
 
@@ -62,4 +70,4 @@ def handle(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = Command("list", "list tasks, metrics and backends", add_arguments, handle)
+COMMAND = Command("list", "list tasks, metrics, judges and backends", add_arguments, handle)
