@@ -60,8 +60,8 @@ def handle(args: argparse.Namespace) -> int:
 
         described = []
         for name, path in sorted(builtin_judge_paths().items()):
-            spec = load_judge_file(path).spec
-            described.append(f"{name} ({spec.mode}{', per context' if spec.per == 'context' else ''})")
+            judge = load_judge_file(path).spec
+            described.append(f"{name} ({judge.mode}{', per context' if judge.per == 'context' else ''})")
         print("judges:\n  " + ", ".join(described))
     if args.what in {"backends", "all"}:
         from evalharness.backends import BACKENDS

@@ -69,6 +69,9 @@ def evaluate(cfg: RunConfig) -> dict[str, Any]:
     started = time.time()
     check_resamples(cfg.bootstrap_resamples)  # refused before any model work, not after it
     launch, model_args = _launch(cfg)
+    retrieval = [t.spec.name for t in cfg.tasks if t.spec.kind == "retrieval"]
+    if retrieval and (launch is not None or cfg.executor == "ray"):  # every rank refuses alike, before any work
+        raise UsageError(f"retrieval task(s) {', '.join(retrieval)} run in one process; run them without a launcher or Ray")
     backend = load_backend(cfg.model, model_args)
     cache = open_cache(cfg)
     cfg.output.mkdir(parents=True, exist_ok=True)
