@@ -16,7 +16,7 @@ from evalharness.version import __version__
 
 if TYPE_CHECKING:
     from evalharness.execution.api import evaluate, score
-    from evalharness.execution.pipeline import RunConfig
+    from evalharness.execution.config import RunConfig
     from evalharness.results.frame import Results
     from evalharness.spec.library import find_task
 
@@ -30,7 +30,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     if name == "RunConfig":
-        from evalharness.execution.pipeline import RunConfig
+        from evalharness.execution.config import RunConfig
 
         return RunConfig
     if name == "Results":

@@ -9,8 +9,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-RequestKind = Literal["generate", "loglikelihood", "loglikelihood_rolling"]
-REQUEST_KINDS: tuple[RequestKind, ...] = ("generate", "loglikelihood", "loglikelihood_rolling")
+RequestKind = Literal["generate", "loglikelihood", "loglikelihood_rolling", "embed"]
+REQUEST_KINDS: tuple[RequestKind, ...] = ("generate", "loglikelihood", "loglikelihood_rolling", "embed")
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,8 @@ class Request:
 
     Exactly one of `prompt` (plain text) or `messages` (chat; the backend applies the
     model's chat template) is set. For loglikelihood, `continuation` is scored given the
-    context; for loglikelihood_rolling, `prompt` is the whole document.
+    context; for loglikelihood_rolling, `prompt` is the whole document; for embed, `prompt` is
+    the text to encode.
     `repeat` separates sampled repeats of the same request in the cache.
     """
 
@@ -92,6 +93,7 @@ class Response:
     """A backend's answer to one Request.
 
     generate: `text`. loglikelihood: `logprob`, `is_greedy`. rolling: `logprob`, `n_tokens`.
+    embed: `embedding` (the text's vector, as the backend returns it).
     `error` is set when the request failed after retries (never scored as wrong).
     """
 
@@ -99,6 +101,7 @@ class Response:
     logprob: float | None = None
     is_greedy: bool | None = None
     n_tokens: int | None = None
+    embedding: tuple[float, ...] | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None
@@ -108,6 +111,8 @@ class Response:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Response:
+        if data.get("embedding") is not None:
+            data = {**data, "embedding": tuple(data["embedding"])}
         return cls(**data)
 
 

@@ -86,3 +86,17 @@ def test_parse_cached_accepts_only_well_formed_responses() -> None:
     assert parse_cached('{"logprob": NaN}') is None
     assert parse_cached(json.dumps({"text": "x", "error": "boom"})) is None  # failures are never answers
     assert parse_cached(json.dumps({"is_greedy": 1, "logprob": 0.0})) is None
+
+
+def test_cached_embeddings_are_answers_only_when_they_are_finite_vectors() -> None:
+    from evalharness.execution.cache import answers
+    from evalharness.types import Request
+
+    good = parse_cached(json.dumps({"embedding": [0.5, -1, 2.25], "prompt_tokens": 4}))
+    assert good == Response(embedding=(0.5, -1, 2.25), prompt_tokens=4)
+    for bad in ('{"embedding": []}', '{"embedding": [1.0, NaN]}', '{"embedding": ["1.0"]}', '{"embedding": [true]}',
+                '{"embedding": {"0": 1.0}}', '{"embedding": [1e999]}'):
+        assert parse_cached(bad) is None, bad
+    embed = Request(kind="embed", prompt="a question")
+    assert good is not None and answers(embed, good)
+    assert not answers(embed, Response(text="an answer cached under the same key"))

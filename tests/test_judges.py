@@ -105,7 +105,7 @@ def test_neutralize_defuses_verdict_tokens_and_delimiters() -> None:
 def test_builtin_judges_validate_and_render() -> None:
     paths = builtin_judge_paths()
     assert {"mt_bench_single", "mt_bench_pairwise", "reference_guided", "rubric_helpfulness", "ranking", "faithfulness",
-            "answer_relevance", "harmlessness"} <= set(paths)
+            "answer_relevance", "context_relevance", "harmlessness"} <= set(paths)
     modes = set()
     for path in paths.values():
         spec = load_judge_file(path).spec
@@ -114,7 +114,8 @@ def test_builtin_judges_validate_and_render() -> None:
         item = JudgeItem("1", ("first", "second", "third"), question="Q?", reference="R", context="C")
         n = 3 if spec.mode == "ranking" else 2 if spec.mode == "pairwise" else 1
         req = _request(spec, item, tuple(range(n)), 0, chat=False)
-        assert "first" in (req.prompt or "")
+        # a per-context judge (context_relevance) judges the passage against the question, not the answer
+        assert ("[The Start of Passage]\nC\n" if spec.per == "context" else "first") in (req.prompt or "")
     assert modes == {"single", "reference", "rubric", "pairwise", "ranking"}
 
 

@@ -40,6 +40,7 @@ EXPECTED_ROWS = {
     "arc_easy": 570,
     "arc_challenge": 299,
     "squad": 1000,
+    "squad_retrieval": 1000,
     "gsm8k": 1000,
     "lambada_ppl": 1000,
     "hellaswag": 1000,
@@ -91,6 +92,8 @@ def test_task_file_validates_and_data_loads(path: Path) -> None:
             assert s.fields["question"].strip()  # judge-only (MT-Bench): the judge needs the question, no reference
         elif spec.kind == "generate":
             assert s.references and all(r.strip() for r in s.references)
+        elif spec.kind == "retrieval":
+            assert spec.retrieval is not None and s.fields[spec.retrieval.query].strip()
         else:
             assert s.document and s.document.strip()
     if spec.prompt is not None:

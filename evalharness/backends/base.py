@@ -52,6 +52,10 @@ class Backend:
     def loglikelihood_rolling(self, requests: Sequence[Request]) -> list[Response]:
         raise BackendError(f"backend {self.name!r} cannot serve 'loglikelihood_rolling' requests")
 
+    def embed(self, requests: Sequence[Request]) -> list[Response]:
+        """One embedding per request (`Response.embedding`) of the request's `prompt`."""
+        raise BackendError(f"backend {self.name!r} cannot serve 'embed' requests")
+
     def generate_json(self, requests: Sequence[Request], schema: dict[str, Any]) -> list[Response]:
         """Generate under a JSON schema; only called when `supports_json_schema` is true."""
         raise BackendError(f"backend {self.name!r} cannot decode under a JSON schema")
@@ -83,6 +87,7 @@ def run_kind(backend: Backend, kind: RequestKind, requests: Sequence[Request]) -
         "generate": backend.generate,
         "loglikelihood": backend.loglikelihood,
         "loglikelihood_rolling": backend.loglikelihood_rolling,
+        "embed": backend.embed,
     }[kind]
     responses = method(requests)
     if len(responses) != len(requests):

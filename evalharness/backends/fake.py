@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -42,7 +44,7 @@ class FakeBackend(Backend):
     """
 
     name = "fake"
-    supports: frozenset[RequestKind] = frozenset({"generate", "loglikelihood", "loglikelihood_rolling"})
+    supports: frozenset[RequestKind] = frozenset({"generate", "loglikelihood", "loglikelihood_rolling", "embed"})
 
     def __init__(
         self,
@@ -152,4 +154,17 @@ class FakeBackend(Backend):
             n_tokens = max(1, len(doc.split()))
             logprob = -(2.0 + _unit(self.seed, doc)) * n_tokens
             out.append(Response(logprob=logprob, n_tokens=n_tokens, prompt_tokens=n_tokens))
+        return out
+
+    def embed(self, requests: Sequence[Request]) -> list[Response]:
+        """A hashed bag of words (64 dimensions, unit length): texts that share words are close."""
+        self._record(requests)
+        out = []
+        for req in requests:
+            vec = [0.0] * 64
+            words = re.findall(r"\w+", (req.prompt or "").lower())
+            for word in words:
+                vec[int(_unit(self.seed, "embed", word) * 64)] += 1.0
+            norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+            out.append(Response(embedding=tuple(v / norm for v in vec), prompt_tokens=len(words)))
         return out

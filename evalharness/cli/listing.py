@@ -110,7 +110,8 @@ def _judge_rows() -> list[tuple[str, ...]]:
         if spec.mode == "pairwise":
             needs.append(f"a baseline answer (column {spec.inputs.baseline})")
         scale = f"{spec.scale.min}-{spec.scale.max}" if spec.mode in {"single", "reference"} else "-"
-        rows.append((name, str(spec.mode), scale, spec.verdict.method, ", ".join(needs)))
+        mode = f"{spec.mode}, per context" if spec.per == "context" else str(spec.mode)
+        rows.append((name, mode, scale, spec.verdict.method, ", ".join(needs)))
     return rows
 
 
@@ -121,15 +122,17 @@ def _metric_rows() -> list[tuple[str, ...]]:
 
     rows: list[tuple[str, ...]] = []
     for name in METRICS.names():
-        factory = METRICS.get(name)
+        example = name.replace("@k", "@10") if name.endswith("@k") else name  # a family (recall@k) by one member
+        factory = METRICS.get(example)
         try:
             params = [p for p in inspect.signature(factory).parameters.values() if p.kind is p.KEYWORD_ONLY or
                       p.kind is p.POSITIONAL_OR_KEYWORD]
         except (TypeError, ValueError):
             params = []
-        shown = ", ".join(p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in params) or "-"
+        shown = ", ".join("k from the name (@10)" if example != name and p.name == "k" else
+                          p.name if p.default is p.empty else f"{p.name}={p.default!r}" for p in params) or "-"
         try:
-            metric: Metric | None = build_metric(name)
+            metric: Metric | None = build_metric(example)
         except EvalHarnessError:
             metric = None  # needs parameters (e.g. judge): described by its parameters alone
         if metric is None:

@@ -15,7 +15,8 @@ DEFAULT_METRICS = "exact_match,f1,bleu,chrf,rougeL"
 
 def _add_score(p: argparse.ArgumentParser) -> None:
     p.add_argument("--predictions", type=Path, required=True,
-                   help="JSONL/CSV/Parquet with columns id, prediction, references (str or list); other columns are kept as fields")
+                   help="JSONL/CSV/Parquet with columns id, prediction, references (str or list); other columns are kept as fields. "
+                        "RAG rows: question, contexts, answer, reference, relevant_ids, retrieved_ids (see README)")
     p.add_argument("--metrics", default=None,
                    help=f"comma-separated metric names (default: {DEFAULT_METRICS}, none with --judge); see `evalharness list metrics`")
     p.add_argument("--metric-args", action="append", default=[], metavar="METRIC.KEY=VALUE",

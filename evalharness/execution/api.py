@@ -150,7 +150,7 @@ def evaluate(
     canonical source through `datasets` instead of the vendored sample).
     """
     from evalharness.backends import BACKENDS
-    from evalharness.execution.pipeline import RunConfig
+    from evalharness.execution.config import RunConfig
     from evalharness.execution.pipeline import evaluate as run_pipeline
 
     unknown = sorted(set(options) - _RUN_OPTIONS - {"gen_kwargs", "data"})

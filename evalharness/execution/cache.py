@@ -36,7 +36,7 @@ def request_key(identity: dict[str, Any], request: Request) -> str:
 
 _FIELDS: dict[str, tuple[type, ...]] = {
     "text": (str,), "logprob": (int, float), "is_greedy": (bool,), "n_tokens": (int,),
-    "prompt_tokens": (int,), "completion_tokens": (int,),
+    "prompt_tokens": (int,), "completion_tokens": (int,), "embedding": (list,),
 }
 
 
@@ -64,9 +64,13 @@ def parse_cached(value: Any) -> Response | None:
             return None
         if isinstance(v, int) and not isinstance(v, bool) and key != "logprob" and v < 0:
             return None
-    if data.get("text") is None and data.get("logprob") is None:
+    vector = data.get("embedding")
+    if vector is not None and not (vector and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                  and math.isfinite(x) for x in vector)):
         return None
-    return Response(**data)
+    if data.get("text") is None and data.get("logprob") is None and vector is None:
+        return None
+    return Response.from_json(data)
 
 
 def answers(request: Request, response: Response) -> bool:
@@ -76,6 +80,8 @@ def answers(request: Request, response: Response) -> bool:
         return response.text is not None
     if request.kind == "loglikelihood":
         return response.logprob is not None and response.is_greedy is not None
+    if request.kind == "embed":
+        return response.embedding is not None
     return response.logprob is not None and response.n_tokens is not None
 
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from evalharness.backends.base import Backend, load_backend
 from evalharness.data.full import data_entry
 from evalharness.errors import EvalHarnessError, UsageError
 from evalharness.execution.cache import NullCache, ResponseCache, default_home, request_key
+from evalharness.execution.config import RunConfig
 from evalharness.execution.launcher import Launch, ShardedExecutor, detect, launch_from_env, local_device
 from evalharness.execution.prepare import Prepared, describe_output, known_responses, metrics_for, prepare, record
 from evalharness.execution.runner import Executor, LocalExecutor, compute_requests, run_requests
@@ -28,37 +28,9 @@ from evalharness.prompting.requests import to_output
 from evalharness.results.schema import CONFIDENCE, TaskResult, new_results
 from evalharness.results.store import SampleLog, redact, samples_path, write_json, write_jsonl
 from evalharness.results.usage import judge_entry, run_usage, usage_json
-from evalharness.spec.group import ResolvedGroup
 from evalharness.spec.task import LoadedTask
 from evalharness.stats.bootstrap import check_resamples
 from evalharness.types import Response, RunStats
-
-
-@dataclass
-class RunConfig:
-    """Everything `evalharness run` takes."""
-
-    tasks: Sequence[LoadedTask]
-    model: str = "smollm2"
-    model_args: dict[str, Any] = field(default_factory=dict)
-    output: Path = Path("runs/latest")
-    limit: int | None = None
-    limits: dict[str, int] = field(default_factory=dict)
-    num_fewshot: int | None = None
-    chat_template: bool | None = None
-    cache_dir: Path | None = None
-    use_cache: bool = True
-    seed: int = 0
-    bootstrap_resamples: int = 1000
-    progress: bool = True
-    judge_model: str | None = None
-    judge_model_args: dict[str, Any] = field(default_factory=dict)
-    groups: Sequence[ResolvedGroup] = ()  # task groups whose micro/macro scores results.json gets
-    name: str | None = None  # the model's display name (suites), recorded as results.json model.name
-    executor: str = "local"  # local (a launcher's ranks are detected by themselves) or ray
-    ray_address: str | None = None  # ray: an existing cluster (ray://HOST:PORT or HOST:PORT); None starts one
-    ray_workers: int | None = None  # ray: model replicas (default: one per GPU, else one per node)
-
 
 # model args that change how fast, not what comes out (the fake backend's test hooks `trace` and `delay`
 # included): left out of a run's identity
@@ -88,6 +60,9 @@ def evaluate(cfg: RunConfig) -> dict[str, Any]:
     started = time.time()
     check_resamples(cfg.bootstrap_resamples)  # refused before any model work, not after it
     launch, model_args = _launch(cfg)
+    retrieval = [t.spec.name for t in cfg.tasks if t.spec.kind == "retrieval"]
+    if retrieval and (launch is not None or cfg.executor == "ray"):  # every rank refuses alike, before any work
+        raise UsageError(f"retrieval task(s) {', '.join(retrieval)} run in one process; run them without a launcher or Ray")
     backend = load_backend(cfg.model, model_args)
     check_output(cfg)
     cache = open_cache(cfg)
@@ -147,6 +122,10 @@ def check_output(cfg: RunConfig) -> None:
 def evaluate_task(task: LoadedTask, backend: Backend, cache: ResponseCache | NullCache, cfg: RunConfig,
                   executor: Executor | None = None) -> TaskResult:
     """Run one task and write its per-sample log; returns its results.json entry."""
+    if task.spec.kind == "retrieval":  # embed queries and corpus, rank by cosine (execution/retrieval.py)
+        from evalharness.execution.retrieval import evaluate_retrieval
+
+        return evaluate_retrieval(task, backend, cache, cfg, executor)
     started = time.time()
     metrics = metrics_for(task)
     if any(m.name == "judge" for m in task.spec.metrics):

@@ -5,6 +5,15 @@ other columns (e.g. `prompt`, `context`, or `test`/`entry_point` for pass@k), wh
 sample's fields. `prediction` may be a list (several generations, for pass@k); `references` a
 string or a list (in CSV, a cell holding a JSON list is read as a list).
 
+RAG rows (a row with `answer` and no `prediction`): `question`, `contexts` (the retrieved texts in
+rank order: strings, or objects {id, text}), `answer`, optional `reference` (a string or a list),
+`relevant_ids` (a list of ids, or an object id -> grade) and `retrieved_ids` (the ranked ids; by
+default the contexts' ids). `id` is optional (default: the row number). They map onto the same
+Sample: `answer` is the prediction, `reference` the references, `question` the `prompt` field the
+judges read, `contexts` a list of texts (judged one by one by `context_relevance`) and `context`
+their numbered concatenation (what `faithfulness` checks the answer against); the retrieval
+metrics (metrics/retrieval.py) read `retrieved_ids` and `relevant_ids`.
+
 Output: the run directory `evalharness run` writes (`results.json`, schema version 1, and
 `samples/<task>.jsonl`), so `report` and `gate` read it unchanged. The task is named after the
 file. In the fingerprint, `model_identity_hash` is the predictions' hash (the "model" of a
@@ -24,6 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from evalharness.data.samples import as_id, as_text, as_texts, read_rows
 from evalharness.errors import DataError, SpecError
@@ -78,6 +89,48 @@ def _texts(value: Any, csv: bool, where: str, name: str) -> tuple[str, ...]:
     return as_texts(value, where, name)
 
 
+def _rag_row(row: dict[str, Any], where: str, index: int) -> dict[str, Any]:
+    """A RAG row in the plain shape: id, prediction, references and the fields judges and metrics read."""
+    missing = [k for k in ("question", "answer") if k not in row]
+    if missing:
+        raise DataError(f"{where}: missing column(s) {', '.join(missing)} (a RAG row has question, contexts, answer)")
+    raw = row.get("contexts")
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.lstrip().startswith("[") else [raw]
+        except json.JSONDecodeError:
+            raw = [raw]
+    if isinstance(raw, np.ndarray):  # a list column read from Parquet through pandas
+        raw = raw.tolist()
+    if raw is None:
+        raw = []
+    if not isinstance(raw, (list, tuple)):
+        raise DataError(f"{where}: contexts must be a list of texts or of {{id, text}} objects")
+    texts: list[str] = []
+    ids: list[str] = []
+    for j, ctx in enumerate(raw):
+        if isinstance(ctx, dict):
+            if "text" not in ctx:
+                raise DataError(f"{where}: contexts[{j}] has no 'text'")
+            texts.append(str(ctx["text"]))
+            if ctx.get("id") is not None:
+                ids.append(str(ctx["id"]))
+        else:
+            texts.append("" if ctx is None else str(ctx))
+    out = {k: v for k, v in row.items() if k not in {"answer", "reference", "contexts"}}
+    out.setdefault("id", index + 1)
+    out["prediction"] = row["answer"]
+    out["references"] = row.get("reference", row.get("references"))
+    out["prompt"] = row["question"]
+    out["contexts"] = texts
+    out["context"] = "\n\n".join(f"[{j + 1}] {t}" for j, t in enumerate(texts))
+    if "retrieved_ids" not in out and ids:
+        if len(ids) != len(texts):
+            raise DataError(f"{where}: some contexts have an id and some do not")
+        out["retrieved_ids"] = ids
+    return out
+
+
 def read_predictions(path: Path) -> tuple[list[Sample], list[Output]]:
     """Samples (id, fields, references) and Outputs (the predictions) of a predictions file."""
     if not path.is_file():
@@ -89,6 +142,8 @@ def read_predictions(path: Path) -> tuple[list[Sample], list[Output]]:
     samples, outputs, seen = [], [], set()
     for i, row in enumerate(rows):
         where = f"{path}: row {i + 1}"
+        if "answer" in row and "prediction" not in row:
+            row = _rag_row(row, where, i)
         missing = [k for k in ("id", "prediction") if k not in row]
         if missing:
             raise DataError(f"{where}: missing column(s) {', '.join(missing)} (expected id, prediction, references)")
@@ -134,7 +189,7 @@ def score_samples(
     records: list[dict[str, Any]] = []
     for s, o in zip(samples, outputs, strict=True):
         rec: dict[str, Any] = {"id": s.id}
-        for key in ("prompt", "context"):
+        for key in ("prompt", "context", "retrieved_ids", "relevant_ids"):
             if key in s.fields:
                 rec[key] = s.fields[key]
         if s.references:

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evalharness.execution.pipeline import RunConfig, evaluate
+from evalharness.execution.config import RunConfig
+from evalharness.execution.pipeline import evaluate
 from evalharness.spec.group import ResolvedGroup, expand_task_list
 from evalharness.spec.suite import LoadedSuite
 from evalharness.spec.task import LoadedTask

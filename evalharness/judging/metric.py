@@ -23,7 +23,7 @@ from evalharness.backends.base import Backend, load_backend
 from evalharness.errors import DataError, UsageError
 from evalharness.execution.cache import NullCache, ResponseCache
 from evalharness.judging.agreement import cohen_kappa, krippendorff_alpha, percent_agreement
-from evalharness.judging.calls import JudgeItem
+from evalharness.judging.calls import JudgeItem, Judgment
 from evalharness.judging.engine import judge_items
 from evalharness.metrics.base import Metric
 from evalharness.spec.judge import JudgeSpec, find_judge
@@ -83,6 +83,41 @@ def item_for(spec: JudgeSpec, sample: Sample, output: Output) -> JudgeItem:
     )
 
 
+def context_items(spec: JudgeSpec, samples: Sequence[Sample], outputs: Sequence[Output]) -> tuple[list[JudgeItem], list[int]]:
+    """`per: context` judging: one item per (sample, retrieved context), and each item's sample index."""
+    items: list[JudgeItem] = []
+    owners: list[int] = []
+    for n, (sample, output) in enumerate(zip(samples, outputs, strict=True)):
+        base = item_for(spec, sample, output)
+        contexts = sample.fields.get(spec.inputs.contexts)
+        if isinstance(contexts, np.ndarray):  # Parquet / Arrow lists
+            contexts = contexts.tolist()
+        if not isinstance(contexts, (list, tuple)) or not contexts:
+            raise DataError(f"judge {spec.name}: sample {sample.id!r} needs a non-empty list column "
+                            f"{spec.inputs.contexts!r} (one verdict per retrieved context)")
+        for c, text in enumerate(contexts):
+            items.append(JudgeItem(id=f"{sample.id}#context{c}", answers=base.answers, question=base.question,
+                                   reference=base.reference, context=_text(text)))
+            owners.append(n)
+    return items, owners
+
+
+def combine_contexts(sample_id: str, group: Sequence[Judgment]) -> Judgment:
+    """A sample's judgment from its per-context ones: the mean of the parsed verdicts; unparseable
+    only when no context's verdict parsed, an error only when every call failed."""
+    parsed = [j.value for j in group if j.status == "parsed" and j.value is not None]
+    if parsed:
+        status = "parsed"
+    elif all(j.status == "error" for j in group):
+        status = "error"
+    else:
+        status = "unparseable"
+    expected = [j.likelihood["expected_score"] for j in group if j.likelihood and "expected_score" in j.likelihood]
+    return Judgment(id=sample_id, status=status, value=sum(parsed) / len(parsed) if parsed else None,
+                    calls=[c for j in group for c in j.calls], method=group[0].method,
+                    likelihood={"expected_score": sum(expected) / len(expected)} if expected else None)
+
+
 class JudgeMetric(Metric):
     """An LLM judge as a Metric; unusable until a backend is bound."""
 
@@ -118,11 +153,21 @@ class JudgeMetric(Metric):
     def score_batch(self, samples: Sequence[Sample], outputs: Sequence[Output]) -> list[Score]:
         if self.backend is None:
             raise UsageError(f"judge {self.name!r} needs a judge model: pass --judge-model (and --judge-model-args)")
-        items = [item_for(self.spec, s, o) for s, o in zip(samples, outputs, strict=True)]
+        if self.spec.per == "context":
+            items, owners = context_items(self.spec, samples, outputs)
+        else:
+            items = [item_for(self.spec, s, o) for s, o in zip(samples, outputs, strict=True)]
+            owners = list(range(len(samples)))
         judgments = judge_items(self.spec, items, self.backend, self.cache, progress=self.progress, stats=self.judge_stats)
+        grouped: list[list[Judgment]] = [[] for _ in samples]
+        for owner, j in zip(owners, judgments, strict=True):
+            grouped[owner].append(j)
         scores = []
-        for sample, j in zip(samples, judgments, strict=True):
+        for sample, group in zip(samples, grouped, strict=True):
+            j = group[0] if self.spec.per == "sample" else combine_contexts(sample.id, group)
             extra = j.details()
+            if self.spec.per == "context":
+                extra["contexts"] = [{"status": c.status, "value": c.value} for c in group]
             human = sample.fields.get(self.spec.inputs.human)
             if human is not None and human != "":
                 extra["human"] = human
@@ -167,6 +212,11 @@ def summarize(spec: JudgeSpec, details: Sequence[dict[str, Any]], values: Sequen
         shares = [d["expected_share"] for d in details if "expected_share" in d]
         if shares:
             out["expected_share"] = sum(shares) / len(shares)
+    if spec.per == "context":
+        per_context = [c for d in details for c in d.get("contexts", [])]
+        out["contexts"] = {"n": len(per_context), "n_parsed": sum(c["status"] == "parsed" for c in per_context),
+                           "n_unparseable": sum(c["status"] == "unparseable" for c in per_context),
+                           "n_errors": sum(c["status"] == "error" for c in per_context)}
     if spec.mode == "pairwise" and spec.pairwise.swap:
         judged = [d for d in details if "consistent" in d]
         out["n_inconsistent"] = sum(not d["consistent"] for d in judged)

@@ -49,6 +49,10 @@ _BUILTIN: dict[str, str] = {
 
 for _name, _target in _BUILTIN.items():
     METRICS.register(_name, f"evalharness.metrics.{_target}")
+# retrieval on ranked ids (trec_eval definitions): recall@k, precision@k, hit_rate@k, mrr@k, ndcg@k for any k >= 1
+for _family in ("recall", "precision", "hit_rate", "mrr", "ndcg"):
+    METRICS.register_family(_family, f"evalharness.metrics.retrieval:{_family}")
+METRICS.register("map", "evalharness.metrics.retrieval:mean_average_precision")
 # an LLM judge from judges/ as a metric: {name: judge, params: {judge: NAME}}; needs --judge-model
 METRICS.register("judge", "evalharness.judging.metric:judge_metric")
 

@@ -67,6 +67,7 @@ class TaskResult(TypedDict, total=False):
     data: dict[str, Any]  # {source: sample|full|local, rows: N, of: M or null}: a vendored sample is marked as one
     usage: dict[str, Any]
     judge_usage: dict[str, Any]
+    corpus_size: int  # retrieval tasks: the number of corpus texts ranked per query
     duration_s: float
 
 

@@ -8,7 +8,7 @@ scale and the verdict format. What the template sees:
     answer_a, answer_b   the two answers, in the order of this request (pairwise)
     answers    list of {label, text} (ranking); labels are A, B, C, ...
     reference  the reference answer (`inputs.reference`; required in reference mode)
-    context    the grounding context (`inputs.context`)
+    context    the grounding context (`inputs.context`); under `per: context`, one retrieved context
     criteria   list of {name, description, min, max} (rubric)
     scale_min, scale_max   the judge's scale
 
@@ -82,6 +82,8 @@ class InputsSpec(_Strict):
     question: str | None = "prompt"
     reference: str | None = None
     context: str | None = None
+    # `per: context` judges: the column holding the list of retrieved context texts, one verdict each
+    contexts: str = "contexts"
     # pairwise judging in `score`: the column holding the answer the prediction is compared with
     baseline: str = "baseline"
     # ranking judging in `score`: the column holding a list of alternative answers
@@ -123,6 +125,9 @@ class JudgeSpec(_Strict):
     inputs: InputsSpec = Field(default_factory=InputsSpec)
     generation: GenerationSpec = Field(default_factory=GenerationSpec)
     pairwise: PairwiseSpec = Field(default_factory=PairwiseSpec)
+    # sample: one verdict per sample; context: one verdict per retrieved context (the `inputs.contexts`
+    # list, each shown alone as `context`), averaged over the parsed ones into the sample's value
+    per: Literal["sample", "context"] = "sample"
     biases: str | None = Field(default=None, description="known biases and what the harness does about them")
     source: str | None = None
 
@@ -149,6 +154,8 @@ class JudgeSpec(_Strict):
             raise ValueError(f"criteria: only rubric judges have criteria (mode is {self.mode!r})")
         if self.mode == "reference" and not self.inputs.reference:
             raise ValueError("inputs.reference: required in reference mode (e.g. `references`)")
+        if self.per == "context" and self.mode != "single":
+            raise ValueError(f"per: context judging needs mode single (mode is {self.mode!r})")
         names = [c.name for c in self.criteria]
         if len(set(names)) != len(names):
             raise ValueError("criteria: names must be unique")

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from evalharness.spec.loader import Strict, load_text, parse_yaml, read_text  # noqa: F401  (parse_yaml, read_text: re-exported)
 
-TaskKind = Literal["generate", "multiple_choice", "perplexity"]
+TaskKind = Literal["generate", "multiple_choice", "perplexity", "retrieval"]
 
 
 class SourceSpec(Strict):
@@ -121,6 +121,33 @@ class ExtractSpec(Strict):
         return value
 
 
+class RetrievalSpec(Strict):
+    """A retrieval task (kind: retrieval): each row is a query; the model embeds queries and corpus
+    (`embed` requests) and the corpus is ranked by cosine similarity (execution/retrieval.py).
+
+    The corpus is either `passage` (each row's own passage field: the corpus is the distinct
+    passages, and a query's one relevant passage is its own) or a `corpus` file (columns
+    `corpus_id`, `corpus_text`) with `relevant` naming each row's relevant ids (a list, or an
+    object id -> grade).
+    """
+
+    query: str = "question"
+    passage: str | None = None
+    corpus: str | None = None
+    corpus_id: str = "id"
+    corpus_text: str = "text"
+    relevant: str | None = None
+    depth: int = Field(default=100, ge=1, description="how many ranked ids each query keeps")
+
+    @model_validator(mode="after")
+    def _one_corpus(self) -> RetrievalSpec:
+        if (self.passage is None) == (self.corpus is None):
+            raise ValueError("give exactly one of `passage` (each row's own passage) or `corpus` (a corpus file)")
+        if self.corpus is not None and self.relevant is None:
+            raise ValueError("relevant: required with `corpus` (the field of each row holding its relevant ids)")
+        return self
+
+
 class MetricSpec(Strict):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
@@ -138,6 +165,7 @@ class TaskSpec(Strict):
     document: str | None = Field(default=None, description="field path of the document (perplexity)")
     multiple_choice: ChoiceSpec | None = None
     generate: GenerateSpec | None = None
+    retrieval: RetrievalSpec | None = None
     extract: ExtractSpec = Field(default_factory=ExtractSpec)
     metrics: list[MetricSpec]
     tags: list[str] = Field(default_factory=list)
@@ -164,6 +192,8 @@ class TaskSpec(Strict):
                 raise ValueError("prompt: required for generate tasks")
             if self.generate is None:
                 object.__setattr__(self, "generate", GenerateSpec())
+        if (self.kind == "retrieval") != (self.retrieval is not None):
+            raise ValueError("retrieval: required for retrieval tasks, and only for them")
         if self.kind == "perplexity" and self.document is None:
             raise ValueError("document: required for perplexity tasks (the field holding the text)")
         return self
