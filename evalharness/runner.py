@@ -33,6 +33,10 @@ class RunStats:
     completion_tokens: int = 0
     computed_prompt_tokens: int = 0  # only the answers the backend computed in this run
     computed_completion_tokens: int = 0
+    # Of the answers computed in this run that say what the model ran (local models): their
+    # prompt + completion tokens, and the token positions actually run (shared prefixes once).
+    tokens_requested: int = 0
+    tokens_computed: int = 0
     batches: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -204,6 +208,9 @@ def _compute(
                 stats.computed += sum(1 for r in piece.responses if r.error is None)
                 stats.computed_prompt_tokens += sum(r.prompt_tokens for r in piece.responses)
                 stats.computed_completion_tokens += sum(r.completion_tokens for r in piece.responses)
+                ran = [r for r in piece.responses if r.model_tokens is not None and r.error is None]
+                stats.tokens_requested += sum(r.prompt_tokens + r.completion_tokens for r in ran)
+                stats.tokens_computed += sum(r.model_tokens or 0 for r in ran)
                 failed = [r.error for r in piece.responses if r.error is not None]
                 stats.failed += len(failed)
                 stats.errors.extend(e for e in failed if e)

@@ -92,6 +92,8 @@ class Response:
 
     generate: `text`. loglikelihood: `logprob`, `is_greedy`. rolling: `logprob`, `n_tokens`.
     `error` is set when the request failed after retries (never scored as wrong).
+    `model_tokens`: the token positions a local model ran for this answer (its share of a packed
+    row or a shared prefix computed once); None where the backend does not say (APIs).
     """
 
     text: str | None = None
@@ -101,6 +103,7 @@ class Response:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None
+    model_tokens: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
