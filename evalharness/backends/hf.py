@@ -479,13 +479,13 @@ class HFBackend:
         rows, alias, errors = self._rows(pairs)
         results: dict[int, tuple[float, bool]] = {}
         work = [0] * len(pairs)
-        for prefix, extra, group in self._plan_rows(rows):
+        for prefix, extra, lines in self._plan_rows(rows):
             if extra:
-                work[group[0].items[0][0]] += extra
+                work[lines[0][0].items[0][0]] += extra
             skip = len(prefix.tokens) if prefix is not None else 0
-            for batch, scored in self._batches(group, partial(self._score_rows, prefix=prefix)):
+            for batch, scored in self._batches(lines, partial(self._score_rows, prefix=prefix)):
                 results.update(scored)
-                for row in batch:
+                for row in (row for line in batch for row in line):
                     share, rest = divmod(len(row) - skip, len(row.items))
                     for k, (i, _) in enumerate(row.items):
                         work[i] += share + (rest if k == 0 else 0)
@@ -501,12 +501,35 @@ class HFBackend:
 
     # ---- shared prefixes --------------------------------------------------------------------
 
-    def _plan_rows(self, rows: list[_Row]) -> list[tuple[prefix_cache.Prefix | None, int, list[_Row]]]:
-        """Rows grouped by a shared prefix: (prefix or None, tokens computed for it now, rows)."""
+    def _plan_rows(self, rows: list[_Row]) -> list[tuple[prefix_cache.Prefix | None, int, list[list[_Row]]]]:
+        """Rows grouped by a shared prefix: (prefix or None, tokens computed for it now, lines).
+
+        A line is what one batch position runs: one row, or after a shared prefix several rows'
+        remainders packed side by side (first fit, longest first, up to the longest remainder), so
+        short remainders do not pad up to the longest one.
+        """
         heads = [row.prefix for row in rows]  # every row keeps >= 1 head token: its logits score the first choice token
-        groups = self._plan_prefixes(heads, [len(h) - 1 for h in heads])
-        return [(prefix, extra, sorted((rows[i] for i in idx), key=lambda r: (-len(r), r.prefix)))
-                for prefix, extra, idx in groups]
+        jobs: list[tuple[prefix_cache.Prefix | None, int, list[list[_Row]]]] = []
+        for prefix, extra, idx in self._plan_prefixes(heads, [len(h) - 1 for h in heads]):
+            group = sorted((rows[i] for i in idx), key=lambda r: (-len(r), r.prefix))
+            if prefix is None:
+                jobs.append((None, 0, [[row] for row in group]))
+                continue
+            skip = len(prefix.tokens)
+            room = len(group[0]) - skip
+            lines: list[list[_Row]] = []
+            free: list[int] = []
+            for row in group:
+                size = len(row) - skip
+                at = next((k for k, f in enumerate(free) if f >= size), None)
+                if at is None:
+                    lines.append([row])
+                    free.append(room - size)
+                else:
+                    lines[at].append(row)
+                    free[at] -= size
+            jobs.append((prefix, extra, lines))
+        return jobs
 
     def _plan_prefixes(
         self, seqs: list[list[int]], limits: list[int]
@@ -562,40 +585,58 @@ class HFBackend:
         self.prefixes.put(entry)
         return entry
 
-    def _score_rows(self, rows: list[_Row], prefix: prefix_cache.Prefix | None = None) -> dict[int, tuple[float, bool]]:
-        """One forward pass over left-padded packed rows (after a shared `prefix`); log-softmax only where scored."""
+    def _score_rows(
+        self, lines: list[list[_Row]], prefix: prefix_cache.Prefix | None = None
+    ) -> dict[int, tuple[float, bool]]:
+        """One forward pass over left-padded lines of packed rows (after a shared `prefix`, which
+        their positions continue); log-softmax only where scored."""
         import torch
 
         skip = len(prefix.tokens) if prefix is not None else 0
-        width = max(len(row) for row in rows) - skip
-        ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
-        pos = torch.zeros((len(rows), width), dtype=torch.long)
-        seg = torch.full((len(rows), width), -1, dtype=torch.long)
-        where: list[tuple[int, int, list[int], list[int]]] = []  # (pair, row, positions, targets)
-        for b, row in enumerate(rows):
-            offset = width - (len(row) - skip)
-            p = len(row.prefix)
-            tokens = list(row.prefix[skip:])
-            positions = list(range(skip, p))
-            segments = [0] * (p - skip)
-            for s, (i, cont) in enumerate(row.items, start=1):
-                at = offset + len(tokens)
-                where.append((i, b, [offset + p - skip - 1, *range(at, at + len(cont) - 1)], cont))
-                tokens += cont[:-1]
-                positions += range(p, p + len(cont) - 1)
-                segments += [s] * (len(cont) - 1)
+        sizes = [sum(len(row) - skip for row in line) for line in lines]
+        width = max(sizes)
+        ids = torch.full((len(lines), width), self._pad_id, dtype=torch.long)
+        pos = torch.zeros((len(lines), width), dtype=torch.long)
+        seg = torch.full((len(lines), width), -1, dtype=torch.long)
+        head = torch.zeros((len(lines), width), dtype=torch.long)
+        where: list[tuple[int, int, list[int], list[int]]] = []  # (pair, line, positions, targets)
+        for b, line in enumerate(lines):
+            offset = width - sizes[b]
+            tokens: list[int] = []
+            positions: list[int] = []
+            segments: list[int] = []
+            heads: list[int] = []
+            s = 0  # segment ids: a row's head, then one per continuation; a row sees its own head only
+            for row in line:
+                p, h, n0 = len(row.prefix), s, len(tokens)
+                tokens += row.prefix[skip:]
+                positions += range(skip, p)
+                segments += [h] * (p - skip)
+                last = offset + len(tokens) - 1
+                for i, cont in row.items:
+                    s += 1
+                    at = offset + len(tokens)
+                    where.append((i, b, [last, *range(at, at + len(cont) - 1)], cont))
+                    tokens += cont[:-1]
+                    positions += range(p, p + len(cont) - 1)
+                    segments += [s] * (len(cont) - 1)
+                s += 1
+                heads += [h] * (len(tokens) - n0)
             ids[b, offset:] = torch.tensor(tokens)
             pos[b, offset:] = torch.tensor(positions)
             seg[b, offset:] = torch.tensor(segments)
-        first = min(idx[0] for _, _, idx, _ in where)
-        keep = width - first
+            head[b, offset:] = torch.tensor(heads)
         if prefix is None:
+            first = min(idx[0] for _, _, idx, _ in where)
+            keep = width - first
             logits = self._forward_packed(ids, pos, seg, keep)
-        else:
-            logits = self._forward_packed(ids, pos, seg, keep, prefix=prefix)
-        shift = width - logits.shape[1]
+            at_col = {q: q - (width - logits.shape[1]) for _, _, idx, _ in where for q in idx}
+        else:  # several rows per line: logits only at the positions some line scores
+            cols = sorted({q for _, _, idx, _ in where for q in idx})
+            logits = self._forward_packed(ids, pos, seg, cols, prefix=prefix, head=head)
+            at_col = {q: k for k, q in enumerate(cols)}
         b_idx = torch.tensor([b for _, b, idx, _ in where for _ in idx])
-        p_idx = torch.tensor([q - shift for _, _, idx, _ in where for q in idx])
+        p_idx = torch.tensor([at_col[q] for _, _, idx, _ in where for q in idx])
         picked = logits[b_idx, p_idx].float()
         logp = torch.log_softmax(picked, dim=-1)
         targets = torch.tensor([t for *_, cont in where for t in cont])
@@ -610,10 +651,12 @@ class HFBackend:
         return out
 
     def _forward_packed(
-        self, ids: torch.Tensor, pos: torch.Tensor, seg: torch.Tensor, keep: int,
-        prefix: prefix_cache.Prefix | None = None,
+        self, ids: torch.Tensor, pos: torch.Tensor, seg: torch.Tensor, keep: int | list[int],
+        prefix: prefix_cache.Prefix | None = None, head: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits of the last `keep` positions under the packed-row attention mask (after `prefix`)."""
+        """Logits under the packed-row attention mask (after `prefix`): of the last `keep` positions,
+        or of the positions listed in `keep`. A query sees earlier keys of its row's head segment
+        (`head`, default 0) and of its own segment."""
         import torch
 
         model = self.model
@@ -621,9 +664,12 @@ class HFBackend:
         batch, width = ids.shape
         causal = torch.ones((width, width), dtype=torch.bool).tril()
         seg_q, seg_k = seg[:, :, None], seg[:, None, :]
-        allowed = causal & ((seg_k == 0) | (seg_k == seg_q)) & (seg_k >= 0) & (seg_q >= 0)
+        head_q = head[:, :, None] if head is not None else 0
+        allowed = causal & ((seg_k == head_q) | (seg_k == seg_q)) & (seg_k >= 0) & (seg_q >= 0)
         allowed |= torch.eye(width, dtype=torch.bool)  # padding rows attend to themselves: no NaN
-        kwargs: dict[str, Any] = {"logits_to_keep": keep} if self._keep_arg else {}
+        kwargs: dict[str, Any] = {}
+        if self._keep_arg:
+            kwargs["logits_to_keep"] = keep if isinstance(keep, int) else torch.tensor(keep, device=device)
         if prefix is not None:  # every position sees the whole shared prefix, held in the cache
             shared = torch.ones((batch, width, len(prefix.tokens)), dtype=torch.bool)
             allowed = torch.cat([shared, allowed], dim=-1)
@@ -633,8 +679,12 @@ class HFBackend:
         with torch.inference_mode():
             out = model(input_ids=ids.to(device), position_ids=pos.to(device),
                         attention_mask=mask[:, None].to(device), use_cache=prefix is not None, **kwargs)
-        logits: torch.Tensor = out.logits[:, -keep:].cpu()
-        return logits
+        logits: torch.Tensor = out.logits
+        if isinstance(keep, int):
+            logits = logits[:, -keep:]
+        elif not self._keep_arg:
+            logits = logits[:, keep]
+        return logits.cpu()
 
     # ---- generation -------------------------------------------------------------------------
 
