@@ -1,7 +1,7 @@
 """Few-shot prefix reuse (issue 20): whole commands, today's path against the new one, and lm-eval.
 
     bench/lmeval/setup.sh                         # once: the peer venv /tmp/lmeval-venv (for --part mmlu3)
-    python bench/prefix_bench.py [--part mmlu3,group,gsm8k] [--group-every 1] [--gsm8k-n 50] \\
+    python bench/prefix_bench.py [--part mmlu3,group,gsm8k,parity] [--group-every 1] [--gsm8k-n 50] \\
         [--out bench/results/prefix_bench.json]
 
 Every side is one `evalharness run` (or `lm_eval`) command in a subprocess, timed whole (start-up,
@@ -14,6 +14,7 @@ unshared path: each question's context computed once with its choices, no few-sh
   (bench/lmeval/parity.py's local copies); per-subject acc and per-choice log-likelihoods compared.
 * group: the mmlu subjects (every `--group-every`-th of the 57, all by default): today vs new, acc
   per subject and the group's tokens.
+* parity: bench/lmeval/parity.py's MMLU rows (its 4 subjects, first 20 questions), new path vs lm-eval.
 * gsm8k: GSM8K 8-shot chain of thought, the first `--gsm8k-n` questions: today vs new, generations
   compared one by one.
 """
@@ -78,26 +79,43 @@ def tokens(run: dict[str, Any]) -> dict[str, int]:
     return {"requested": u.get("tokens_requested", 0), "computed": u.get("tokens_computed", 0)}
 
 
-def part_mmlu3(work: Path, batch: int) -> dict[str, Any]:
-    parity.MMLU_SUBJECTS = MMLU3
-    tasks = [parity._tasks()[f"mmlu_{s}"] for s in MMLU3]
-    names = [t.ours for t in tasks]
-    today = ours(names, work / "mmlu3_today", reuse=False, batch=batch)
-    new = ours(names, work / "mmlu3_new", reuse=True, batch=batch)
+def against_lmeval(work: Path, name: str, subjects: list[str], batch: int, limit: int | None) -> tuple[dict[str, Any], ...]:
+    """Ours (new path) and lm-eval on the same MMLU subjects: their runs and the per-subject comparison."""
+    tasks = [t for t in parity._tasks().values() if t.ours in {f"mmlu_{s}" for s in subjects}]
+    if len(tasks) != len(subjects):  # parity.py lists its own subjects: build the others alike
+        saved = parity.MMLU_SUBJECTS
+        parity.MMLU_SUBJECTS = subjects
+        tasks = [parity._tasks()[f"mmlu_{s}"] for s in subjects]
+        parity.MMLU_SUBJECTS = saved
+    new = ours([t.ours for t in tasks], work / f"{name}_new", reuse=True, batch=batch, limit=limit)
     lm_work = work / "lmeval"
     lm_work.mkdir(exist_ok=True)
     parity.write_local_tasks(tasks, lm_work / "lmeval_tasks", lm_work)
-    lm_out = work / "mmlu3_lmeval"
+    lm_out = work / f"{name}_lmeval"
     cmd = [str(parity.LMEVAL_VENV / "bin" / "lm_eval"), "--model", "hf", "--model_args",
            f"pretrained={parity.MODEL},dtype=float32", "--tasks", ",".join(t.local for t in tasks),
            "--include_path", str(lm_work / "lmeval_tasks"), "--batch_size", str(batch), "--device", "cpu",
            "--output_path", str(lm_out), "--log_samples"]
-    lm = parity.run(cmd, work / "mmlu3_lmeval.log", parity.OFFLINE_ENV, cwd=lm_work)
+    if limit is not None:
+        cmd += ["--limit", str(limit)]
+    lm = parity.run(cmd, work / f"{name}_lmeval.log", parity.OFFLINE_ENV, cwd=lm_work)
     vs_lmeval = {}
     for t in tasks:
-        row = parity.compare(t, work / "mmlu3_new", lm_out, lm_work)
+        row = parity.compare(t, work / f"{name}_new", lm_out, lm_work)
         vs_lmeval[t.ours] = {"n": row.n, "ours": row.ours, "lm_eval": row.theirs, "samples_differ": row.differ,
                              "max_abs_dll": row.max_dll, "prompts": row.prompts, "ok": row.ok}
+    return new, lm, vs_lmeval
+
+
+def part_parity(work: Path, batch: int) -> dict[str, Any]:
+    """bench/lmeval/parity.py's MMLU rows (its 4 subjects, first 20 questions each), new path vs lm-eval."""
+    new, lm, vs_lmeval = against_lmeval(work, "parity", parity.MMLU_SUBJECTS, batch, 20)
+    return {"new_s": new["wall_s"], "lmeval_s": lm["wall_s"], "tokens_new": tokens(new), "new_vs_lmeval": vs_lmeval}
+
+
+def part_mmlu3(work: Path, batch: int) -> dict[str, Any]:
+    today = ours([f"mmlu_{s}" for s in MMLU3], work / "mmlu3_today", reuse=False, batch=batch)
+    new, lm, vs_lmeval = against_lmeval(work, "mmlu3", MMLU3, batch, None)
     return {"today_s": today["wall_s"], "new_s": new["wall_s"], "lmeval_s": lm["wall_s"],
             "new_over_lmeval": new["wall_s"] / lm["wall_s"], "today_over_lmeval": today["wall_s"] / lm["wall_s"],
             "new_over_today": new["wall_s"] / today["wall_s"], "load": [today["load_before"], new["load_before"],
@@ -149,6 +167,8 @@ def main() -> None:
     for part in parts:
         if part == "mmlu3":
             report["mmlu3"] = part_mmlu3(work, args.batch)
+        elif part == "parity":
+            report["parity"] = part_parity(work, args.batch)
         elif part == "group":
             report["group"] = part_group(work, args.batch, args.group_every)
         elif part == "gsm8k":
