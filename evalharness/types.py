@@ -95,6 +95,8 @@ class Response:
     generate: `text`. loglikelihood: `logprob`, `is_greedy`. rolling: `logprob`, `n_tokens`.
     embed: `embedding` (the text's vector, as the backend returns it).
     `error` is set when the request failed after retries (never scored as wrong).
+    `model_tokens`: the token positions a local model ran for this answer (its share of a packed
+    row or a shared prefix computed once); None where the backend does not say (APIs).
     """
 
     text: str | None = None
@@ -105,6 +107,7 @@ class Response:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None
+    model_tokens: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -192,5 +195,9 @@ class RunStats:
     completion_tokens: int = 0
     computed_prompt_tokens: int = 0  # only the answers the backend computed in this run
     computed_completion_tokens: int = 0
+    # Of the answers computed in this run that say what the model ran (local models): their
+    # prompt + completion tokens, and the token positions actually run (shared prefixes once).
+    tokens_requested: int = 0
+    tokens_computed: int = 0
     batches: int = 0
     errors: list[str] = field(default_factory=list)

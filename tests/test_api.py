@@ -87,6 +87,21 @@ def test_evaluate_rejects_unknown_options() -> None:
         evalharness.evaluate(["arc_easy"], model="fake", outptu="x")
 
 
+def test_a_hand_built_run_config_runs_as_given(tmp_path: Path) -> None:
+    cfg = evalharness.RunConfig(tasks=[evalharness.find_task("arc_easy")], model="fake", output=tmp_path / "r", limit=4,
+                                use_cache=False, progress=False)
+    results = evalharness.evaluate(cfg)
+    assert results.path == tmp_path / "r" and results.to_dict()["tasks"]["arc_easy"]["n_samples"] == 4
+    with pytest.raises(UsageError, match="pass it alone"):
+        evalharness.evaluate(cfg, limit=2)
+    # names and string paths, as a notebook writes them
+    named = evalharness.RunConfig(tasks=["arc_easy", "mmlu"], model="fake", output=str(tmp_path / "n"), limit=1,
+                                  use_cache=False, progress=False)
+    assert named.output == tmp_path / "n" and [g.name for g in named.groups] == ["mmlu"]
+    assert named.tasks[0].spec.name == "arc_easy" and len(named.tasks) > 50
+    assert "mmlu" in evalharness.evaluate(named).to_dict()["groups"]
+
+
 def test_default_output_is_per_configuration_and_other_configs_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                           capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)

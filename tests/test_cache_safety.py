@@ -86,6 +86,11 @@ def test_parse_cached_accepts_only_well_formed_responses() -> None:
     assert parse_cached('{"logprob": NaN}') is None
     assert parse_cached(json.dumps({"text": "x", "error": "boom"})) is None  # failures are never answers
     assert parse_cached(json.dumps({"is_greedy": 1, "logprob": 0.0})) is None
+    # every field a backend writes reads back (a local model's model_tokens too): a rerun is all hits
+    for written in (Response(logprob=-2.0, is_greedy=False, prompt_tokens=9, model_tokens=3),
+                    Response(text="ok", completion_tokens=1, model_tokens=12), Response(logprob=-7.5, n_tokens=4)):
+        assert parse_cached(json.dumps(written.to_json())) == written
+    assert parse_cached(json.dumps({"logprob": -1.0, "is_greedy": True, "model_tokens": -1})) is None
 
 
 def test_cached_embeddings_are_answers_only_when_they_are_finite_vectors() -> None:
@@ -100,3 +105,12 @@ def test_cached_embeddings_are_answers_only_when_they_are_finite_vectors() -> No
     embed = Request(kind="embed", prompt="a question")
     assert good is not None and answers(embed, good)
     assert not answers(embed, Response(text="an answer cached under the same key"))
+
+
+def test_the_validator_knows_every_response_field() -> None:
+    """A field added to Response but not to the cache's validator would make every cached row a miss."""
+    import dataclasses
+
+    from evalharness.execution.cache import _FIELDS
+
+    assert {f.name for f in dataclasses.fields(Response)} - {"error"} == set(_FIELDS)

@@ -223,3 +223,108 @@ def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(BackendError, match="does not exist"):
         HFBackend(pretrained=str(tmp_path / "nope"))
+
+
+# ---- few-shot prefix reuse (issue 20) -------------------------------------------------------------
+
+SHARED = "Paris is the capital of France. Berlin is the capital of Germany.\n"  # 28 tokens
+
+
+def _prefixed_requests() -> list[Request]:
+    """Four questions after one shared block, several choices each (some multi-token), within max_length 64."""
+    questions = ["Question: What color is the sky? Answer:", "One two three", "The quick brown", "Water boils at"]
+    choices = [" blue", " four", " fox jumps", " one hundred"]
+    return [Request(kind="loglikelihood", prompt=SHARED + q, continuation=c) for q in questions for c in choices]
+
+
+def test_shared_prefix_scores_equal_the_unshared_path(tiny_model: Path) -> None:
+    requests = _prefixed_requests()
+    plain = HFBackend(pretrained=str(tiny_model), batch_size=3, prefix_reuse=False).loglikelihood(requests)
+    backend = HFBackend(pretrained=str(tiny_model), batch_size=3, prefix_min_tokens=8)
+    shared = backend.loglikelihood(requests)
+    assert len(backend.prefixes) == 1  # the block was detected from the tokens and computed once
+    [entry] = backend.prefixes._entries.values()
+    assert len(entry.tokens) >= len(backend._encode(SHARED)) - 1
+    for a, b in zip(plain, shared, strict=True):
+        assert b.logprob == pytest.approx(a.logprob, abs=1e-4)
+        assert a.is_greedy == b.is_greedy and b.error is None
+    ran_plain, ran_shared = sum(r.model_tokens or 0 for r in plain), sum(r.model_tokens or 0 for r in shared)
+    assert ran_shared + 2 * len(entry.tokens) < ran_plain  # the block is run once, not four times
+    # A second call finds the block in the prefix cache and runs only the suffixes.
+    again = backend.loglikelihood(requests)
+    assert backend.prefixes.hits >= 1 and sum(r.model_tokens or 0 for r in again) == ran_shared - len(entry.tokens)
+    assert [r.logprob for r in again] == pytest.approx([r.logprob for r in shared], abs=1e-5)
+
+
+def test_shared_prefix_scores_do_not_depend_on_batch_size(tiny_model: Path) -> None:
+    requests = [*_prefixed_requests(), *_mc_requests()]  # shared and unshared requests in one call
+    backends = [HFBackend(pretrained=str(tiny_model), batch_size=n, prefix_min_tokens=8) for n in (1, 2, 16)]
+    runs = [b.loglikelihood(requests) for b in backends]
+    assert all(len(b.prefixes) == 1 for b in backends)
+    ungrouped = HFBackend(pretrained=str(tiny_model), batch_size=4, prefix_min_tokens=8,
+                          group_contexts=False).loglikelihood(requests)
+    for req, *answers in zip(requests, *runs, ungrouped, strict=True):
+        want, greedy = _naive_loglikelihood(backends[0], req.prompt or "", req.continuation)
+        for got in answers:
+            assert got.logprob == pytest.approx(want, abs=1e-4)
+            assert got.is_greedy == greedy
+
+
+def test_shared_prefix_greedy_generation_is_unchanged(tiny_model: Path) -> None:
+    prompts = [SHARED + p for p in ("Paris is", "The quick brown fox jumps over", "One", "Question: What color is")]
+    requests = [Request(kind="generate", prompt=p, gen=GenParams(max_tokens=12)) for p in prompts]
+    plain = HFBackend(pretrained=str(tiny_model), batch_size=3, prefix_reuse=False).generate(requests)
+    backend = HFBackend(pretrained=str(tiny_model), batch_size=3, prefix_min_tokens=8)
+    shared = backend.generate(requests)
+    assert len(backend.prefixes) == 1
+    assert [r.text for r in shared] == [r.text for r in plain]
+    assert [r.completion_tokens for r in shared] == [r.completion_tokens for r in plain]
+    assert sum(r.model_tokens or 0 for r in shared) < sum(r.model_tokens or 0 for r in plain)
+    backend._eos_ids = set()  # against transformers' own greedy loop, full 12-token runs
+    for p, resp in zip(prompts, backend.generate(requests), strict=True):
+        assert resp.text == backend.tokenizer.decode(_reference_greedy(backend, p, 12), skip_special_tokens=True)
+
+
+def test_unsupported_cache_type_falls_back_to_the_unshared_path(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evalharness.backends import prefix_cache
+
+    monkeypatch.setattr(prefix_cache, "capture", lambda cache, length: None)  # e.g. a sliding-window cache
+    requests = _prefixed_requests()
+    backend = HFBackend(pretrained=str(tiny_model), batch_size=3, prefix_min_tokens=8)
+    got = backend.loglikelihood(requests)
+    assert backend.prefix_reuse is False and len(backend.prefixes) == 0
+    plain = HFBackend(pretrained=str(tiny_model), batch_size=3, prefix_reuse=False).loglikelihood(requests)
+    assert [r.logprob for r in got] == pytest.approx([r.logprob for r in plain], abs=1e-6)
+    gen = [Request(kind="generate", prompt=SHARED + "Paris is", gen=GenParams(max_tokens=5))] * 2
+    assert [r.text for r in backend.generate(gen)] == [r.text for r in
+                                                      HFBackend(pretrained=str(tiny_model), prefix_reuse=False).generate(gen)]
+
+
+def test_prefix_groups_minimise_tokens_computed() -> None:
+    from evalharness.backends.prefix_cache import plan_groups
+
+    block, other = list(range(100, 180)), list(range(300, 380))
+    seqs = [[*block, 1, 2, 3], [*other, 5], [*block, 4, 5], [7, 8, 9], [*other, 6, 7], [*block, 9]]
+    groups = plan_groups(seqs, [len(s) - 1 for s in seqs], min_len=64)
+    assert sorted((shared, sorted(idx)) for shared, idx in groups) == [(0, [3]), (80, [0, 2, 5]), (80, [1, 4])]
+    # A prefix never swallows a whole sequence (the caller's limit), nor is shorter than min_len.
+    assert plan_groups([block, block], [79, 79], min_len=64) == [(79, [0, 1])]
+    assert all(shared == 0 for shared, _ in plan_groups(seqs, [len(s) - 1 for s in seqs], min_len=90))
+
+
+def test_prefix_cache_is_bounded_and_evicts_the_least_recently_used() -> None:
+    from evalharness.backends.prefix_cache import Prefix, PrefixCache
+
+    cache = PrefixCache(max_bytes=250)
+    for n in range(3):
+        cache.put(Prefix(tuple(range(n, n + 10)), [], 100))
+    assert len(cache) == 2 and cache.nbytes == 200 and cache.evicted == 1  # (0..9) went first
+    assert cache.longest(list(range(1, 30)), 5, 20) is not None  # (1..10) is used again ...
+    cache.put(Prefix(tuple(range(7, 17)), [], 100))
+    assert cache.longest(list(range(1, 30)), 5, 20) is not None  # ... so (2..11) was evicted instead
+    assert cache.longest(list(range(2, 30)), 5, 20) is None
+    assert cache.longest(list(range(1, 30)), 5, 9) is None  # too long for the caller's limit
+    cache.put(Prefix((1, 2), [], 1000))  # larger than the whole budget: not kept
+    assert len(cache) == 2

@@ -4,23 +4,31 @@ Log-likelihoods follow lm-evaluation-harness 0.4.x `HFLM` token for token (same 
 continuation split, BOS-or-EOS prefix for an empty context, left truncation, rolling windows),
 so scores are comparable. It does less work: the continuations of one context share a packed
 row (the context once; each continuation sees the context and itself, through a 4D mask), and
-log-softmax runs only at the scored positions. torch and transformers are imported lazily.
+log-softmax runs only at the scored positions. Requests that start with the same long block of
+tokens (a few-shot prefix) compute it once and reuse its key/value cache across batches and calls
+(`prefix_cache.py`), for log-likelihoods and generation alike. torch and transformers are imported
+lazily.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from evalharness.backends import prefix_cache
 from evalharness.backends.base import Backend, as_bool
 from evalharness.errors import BackendError
 from evalharness.types import GenParams, Request, RequestKind, Response
 
 if TYPE_CHECKING:
     import torch
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # Bump when a change here can change outputs, so old cache entries stop matching.
 IMPL_VERSION = 1
@@ -90,6 +98,12 @@ def _hub_commit(repo_id: str, revision: str | None) -> str | None:
         return None
 
 
+def _returned_cache(out: Any) -> Any:
+    """The cache a forward pass returns (`cache` in transformers 5.x, `past_key_values` before)."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
+
+
 def rolling_windows(
     tokens: list[int], prefix: int, max_len: int, context_len: int
 ) -> Iterator[tuple[list[int], list[int]]]:
@@ -140,6 +154,9 @@ class HFBackend(Backend):
         stride: int | str | None = None,
         add_bos_token: bool | str | None = None,
         group_contexts: bool | str = True,
+        prefix_reuse: bool | str = True,
+        prefix_min_tokens: int | str = 64,
+        prefix_cache_mb: int | str = 1024,
     ) -> None:
         self.pretrained = str(pretrained)
         self.revision = revision or None
@@ -169,6 +186,14 @@ class HFBackend(Backend):
         self.stride = _opt_int(stride, "stride")
         self.add_bos_token = _opt_bool(add_bos_token)
         self.group_contexts = as_bool(group_contexts)
+        # Few-shot prefix reuse: a block of >= prefix_min_tokens tokens that starts several requests
+        # is computed once; its key/value caches are kept up to prefix_cache_mb, least recently used
+        # evicted. Same outputs up to float32 summation order (like batch size: not in identity()).
+        self.prefix_reuse = as_bool(prefix_reuse)
+        self.prefix_min_tokens = _opt_int(prefix_min_tokens, "prefix_min_tokens") or 64
+        mb = _opt_int(prefix_cache_mb, "prefix_cache_mb") or 1024
+        self.prefixes = prefix_cache.PrefixCache(mb * 2**20)
+        self._cache_arg = "past_key_values"
         self.model: Any = None
         self.tokenizer: Any = None
         self.max_length = self._max_length_arg or 0
@@ -279,7 +304,10 @@ class HFBackend(Backend):
             self._micro = 64 if self.model.device.type == "cuda" else 8
         import inspect
 
-        self._keep_arg = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        params = inspect.signature(self.model.forward).parameters
+        self._keep_arg = "logits_to_keep" in params
+        # transformers 5.x renamed `past_key_values` to `cache` (the old name warns, then goes).
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
 
     # ---- text and tokens ------------------------------------------------------------------
 
@@ -344,13 +372,14 @@ class HFBackend(Backend):
         contexts = [self._text(r) for r in requests]
         memo: dict[str, list[int]] = {}  # a question's choices share one context: encode it once
         pairs = [self._encode_pair(c, r.continuation, memo) for c, r in zip(contexts, requests, strict=True)]
-        scores = self._score_pairs(pairs)
+        scores, work = self._score_pairs(pairs)
         out: list[Response] = []
-        for (ctx, cont), score in zip(pairs, scores, strict=True):
+        for (ctx, cont), score, ran in zip(pairs, scores, work, strict=True):
             if isinstance(score, str):
                 out.append(Response(error=score, prompt_tokens=len(ctx)))
             else:
-                out.append(Response(logprob=score[0], is_greedy=score[1], prompt_tokens=len(ctx) + len(cont)))
+                out.append(Response(logprob=score[0], is_greedy=score[1], prompt_tokens=len(ctx) + len(cont),
+                                    model_tokens=ran))
         return out
 
     def loglikelihood_rolling(self, requests: Sequence[Request]) -> list[Response]:
@@ -366,17 +395,19 @@ class HFBackend(Backend):
             for window in rolling_windows(tokens, self._prefix_id, self.max_length, context_len):
                 pairs.append(window)
                 owner.append(i)
-        scores = self._score_pairs(pairs)
+        scores, work = self._score_pairs(pairs)
         totals = [0.0] * len(requests)
+        ran = [0] * len(requests)
         errors: dict[int, str] = {}
-        for i, score in zip(owner, scores, strict=True):
+        for i, score, w in zip(owner, scores, work, strict=True):
+            ran[i] += w
             if isinstance(score, str):
                 errors[i] = score
             else:
                 totals[i] += score[0]
         return [
             Response(error=errors[i], n_tokens=len(t)) if i in errors
-            else Response(logprob=totals[i], n_tokens=len(t), prompt_tokens=len(t))
+            else Response(logprob=totals[i], n_tokens=len(t), prompt_tokens=len(t), model_tokens=ran[i])
             for i, t in enumerate(docs)
         ]
 
@@ -414,22 +445,50 @@ class HFBackend(Backend):
         rows.sort(key=lambda r: (-len(r), r.prefix))
         return rows, alias, errors
 
-    def _score_pairs(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[tuple[float, bool] | str]:
-        """lm-eval `_loglikelihood_tokens` over (context, continuation) token pairs."""
-        rows, alias, errors = self._rows(pairs)
-        results: dict[int, tuple[float, bool]] = {}
+    def _batches(self, items: list[T], run: Callable[[list[T]], R]) -> Iterator[tuple[list[T], R]]:
+        """`(batch, run(batch))` over micro-batches of `items`; with an automatic batch size a CUDA
+        out-of-memory error halves the micro-batch and retries (nothing else is retried)."""
         start = 0
-        while start < len(rows):
-            batch = rows[start: start + self._micro]
+        while start < len(items):
+            batch = items[start: start + self._micro]
             try:
-                results.update(self._score_rows(batch))
-            except Exception as exc:  # only CUDA out-of-memory is retried
+                out = run(batch)
+            except Exception as exc:
                 if not (self._auto_batch and self._micro > 1 and "out of memory" in str(exc).lower()):
                     raise
                 self._micro //= 2
                 self._empty_cache()
                 continue
+            yield batch, out
             start += len(batch)
+
+    def _empty_cache(self) -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _score_pairs(
+        self, pairs: Sequence[tuple[list[int], list[int]]]
+    ) -> tuple[list[tuple[float, bool] | str], list[int]]:
+        """lm-eval `_loglikelihood_tokens` over (context, continuation) token pairs.
+
+        Also returns the tokens the model ran for each pair: its share of its packed row, plus a
+        shared prefix's tokens for the first pair that needed them computed.
+        """
+        rows, alias, errors = self._rows(pairs)
+        results: dict[int, tuple[float, bool]] = {}
+        work = [0] * len(pairs)
+        for prefix, extra, lines in self._plan_rows(rows):
+            if extra:
+                work[lines[0][0].items[0][0]] += extra
+            skip = len(prefix.tokens) if prefix is not None else 0
+            for batch, scored in self._batches(lines, partial(self._score_rows, prefix=prefix)):
+                results.update(scored)
+                for row in (row for line in batch for row in line):
+                    share, rest = divmod(len(row) - skip, len(row.items))
+                    for k, (i, _) in enumerate(row.items):
+                        work[i] += share + (rest if k == 0 else 0)
         out: list[tuple[float, bool] | str] = []
         for i, (_, cont) in enumerate(pairs):
             if i in errors:
@@ -438,44 +497,146 @@ class HFBackend(Backend):
                 out.append((0.0, True))
             else:
                 out.append(results[alias.get(i, i)])
-        return out
+        return out, work
 
-    def _empty_cache(self) -> None:
+    # ---- shared prefixes --------------------------------------------------------------------
+
+    def _plan_rows(self, rows: list[_Row]) -> list[tuple[prefix_cache.Prefix | None, int, list[list[_Row]]]]:
+        """Rows grouped by a shared prefix: (prefix or None, tokens computed for it now, lines).
+
+        A line is what one batch position runs: one row, or after a shared prefix several rows'
+        remainders packed side by side (first fit, longest first, up to the longest remainder), so
+        short remainders do not pad up to the longest one.
+        """
+        heads = [row.prefix for row in rows]  # every row keeps >= 1 head token: its logits score the first choice token
+        jobs: list[tuple[prefix_cache.Prefix | None, int, list[list[_Row]]]] = []
+        for prefix, extra, idx in self._plan_prefixes(heads, [len(h) - 1 for h in heads]):
+            group = sorted((rows[i] for i in idx), key=lambda r: (-len(r), r.prefix))
+            if prefix is None:
+                jobs.append((None, 0, [[row] for row in group]))
+                continue
+            skip = len(prefix.tokens)
+            room = len(group[0]) - skip
+            lines: list[list[_Row]] = []
+            free: list[int] = []
+            for row in group:
+                size = len(row) - skip
+                at = next((k for k, f in enumerate(free) if f >= size), None)
+                if at is None:
+                    lines.append([row])
+                    free.append(room - size)
+                else:
+                    lines[at].append(row)
+                    free[at] -= size
+            jobs.append((prefix, extra, lines))
+        return jobs
+
+    def _plan_prefixes(
+        self, seqs: list[list[int]], limits: list[int]
+    ) -> list[tuple[prefix_cache.Prefix | None, int, list[int]]]:
+        """Sequence indices grouped by a reusable prefix (computed or found in the cache), in order."""
+        if not self.prefix_reuse or not seqs:
+            return [(None, 0, list(range(len(seqs))))]
+        least = self.prefix_min_tokens
+        out: list[tuple[prefix_cache.Prefix | None, int, list[int]]] = []
+        for shared, idx in prefix_cache.plan_groups(seqs, limits, least):
+            first = seqs[idx[0]]
+            hi = shared if len(idx) > 1 else limits[idx[0]]
+            cached = self.prefixes.longest(first, least, hi) if hi >= least else None
+            prefix, extra = cached, 0
+            if len(idx) > 1 and (cached is None or shared - len(cached.tokens) >= least):
+                # Compute the group's prefix, from the longest cached part of it if there is one.
+                prefix = self._compute_prefix(first[:shared], cached)
+                extra = shared - (len(cached.tokens) if cached is not None else 0) if prefix is not None else 0
+                if prefix is None:
+                    return [(None, 0, list(range(len(seqs))))]
+            out.append((prefix, extra, idx))
+        # One group per prefix (a cached one may serve several), and one for everything unshared.
+        merged: dict[int, tuple[prefix_cache.Prefix | None, int, list[int]]] = {}
+        for prefix, extra, idx in out:
+            key = id(prefix) if prefix is not None else 0
+            have = merged.get(key)
+            merged[key] = (prefix, extra, idx) if have is None else (prefix, have[1] + extra, have[2] + idx)
+        plain = merged.pop(0, None)
+        return ([(None, 0, sorted(plain[2]))] if plain else []) + list(merged.values())
+
+    def _compute_prefix(self, tokens: list[int], base: prefix_cache.Prefix | None) -> prefix_cache.Prefix | None:
+        """Keys and values of `tokens` (extending `base`), kept in the prefix cache; None if unsupported."""
         import torch
 
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        model, device = self.model, self.model.device
+        start = len(base.tokens) if base is not None else 0
+        kwargs: dict[str, Any] = {"logits_to_keep": 1} if self._keep_arg else {}
+        if base is not None:
+            kwargs[self._cache_arg] = prefix_cache.expand(base.layers, 1)
+        ids = torch.tensor([tokens[start:]], device=device)
+        pos = torch.arange(start, len(tokens), device=device)[None]
+        try:
+            with torch.inference_mode():
+                out = model(input_ids=ids, position_ids=pos, use_cache=True, **kwargs)
+        except (TypeError, ValueError, AttributeError, NotImplementedError):
+            self.prefix_reuse = False  # this model's forward does not take a cache like that
+            return None
+        layers = prefix_cache.capture(_returned_cache(out), len(tokens))
+        if layers is None:
+            self.prefix_reuse = False  # not a plain DynamicCache (sliding window, hybrid, static, ...)
+            return None
+        entry = prefix_cache.Prefix(tuple(tokens), layers, prefix_cache.nbytes(layers))
+        self.prefixes.put(entry)
+        return entry
 
-    def _score_rows(self, rows: list[_Row]) -> dict[int, tuple[float, bool]]:
-        """One forward pass over left-padded packed rows; log-softmax only where scored."""
+    def _score_rows(
+        self, lines: list[list[_Row]], prefix: prefix_cache.Prefix | None = None
+    ) -> dict[int, tuple[float, bool]]:
+        """One forward pass over left-padded lines of packed rows (after a shared `prefix`, which
+        their positions continue); log-softmax only where scored."""
         import torch
 
-        width = len(rows[0])
-        ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
-        pos = torch.zeros((len(rows), width), dtype=torch.long)
-        seg = torch.full((len(rows), width), -1, dtype=torch.long)
-        where: list[tuple[int, int, list[int], list[int]]] = []  # (pair, row, positions, targets)
-        for b, row in enumerate(rows):
-            offset = width - len(row)
-            p = len(row.prefix)
-            tokens = list(row.prefix)
-            positions = list(range(p))
-            segments = [0] * p
-            for s, (i, cont) in enumerate(row.items, start=1):
-                at = offset + len(tokens)
-                where.append((i, b, [offset + p - 1, *range(at, at + len(cont) - 1)], cont))
-                tokens += cont[:-1]
-                positions += range(p, p + len(cont) - 1)
-                segments += [s] * (len(cont) - 1)
+        skip = len(prefix.tokens) if prefix is not None else 0
+        sizes = [sum(len(row) - skip for row in line) for line in lines]
+        width = max(sizes)
+        ids = torch.full((len(lines), width), self._pad_id, dtype=torch.long)
+        pos = torch.zeros((len(lines), width), dtype=torch.long)
+        seg = torch.full((len(lines), width), -1, dtype=torch.long)
+        head = torch.zeros((len(lines), width), dtype=torch.long)
+        where: list[tuple[int, int, list[int], list[int]]] = []  # (pair, line, positions, targets)
+        for b, line in enumerate(lines):
+            offset = width - sizes[b]
+            tokens: list[int] = []
+            positions: list[int] = []
+            segments: list[int] = []
+            heads: list[int] = []
+            s = 0  # segment ids: a row's head, then one per continuation; a row sees its own head only
+            for row in line:
+                p, h, n0 = len(row.prefix), s, len(tokens)
+                tokens += row.prefix[skip:]
+                positions += range(skip, p)
+                segments += [h] * (p - skip)
+                last = offset + len(tokens) - 1
+                for i, cont in row.items:
+                    s += 1
+                    at = offset + len(tokens)
+                    where.append((i, b, [last, *range(at, at + len(cont) - 1)], cont))
+                    tokens += cont[:-1]
+                    positions += range(p, p + len(cont) - 1)
+                    segments += [s] * (len(cont) - 1)
+                s += 1
+                heads += [h] * (len(tokens) - n0)
             ids[b, offset:] = torch.tensor(tokens)
             pos[b, offset:] = torch.tensor(positions)
             seg[b, offset:] = torch.tensor(segments)
-        first = min(idx[0] for _, _, idx, _ in where)
-        keep = width - first
-        logits = self._forward_packed(ids, pos, seg, keep)
-        shift = width - logits.shape[1]
+            head[b, offset:] = torch.tensor(heads)
+        if prefix is None:
+            first = min(idx[0] for _, _, idx, _ in where)
+            keep = width - first
+            logits = self._forward_packed(ids, pos, seg, keep)
+            at_col = {q: q - (width - logits.shape[1]) for _, _, idx, _ in where for q in idx}
+        else:  # several rows per line: logits only at the positions some line scores
+            cols = sorted({q for _, _, idx, _ in where for q in idx})
+            logits = self._forward_packed(ids, pos, seg, cols, prefix=prefix, head=head)
+            at_col = {q: k for k, q in enumerate(cols)}
         b_idx = torch.tensor([b for _, b, idx, _ in where for _ in idx])
-        p_idx = torch.tensor([q - shift for _, _, idx, _ in where for q in idx])
+        p_idx = torch.tensor([at_col[q] for _, _, idx, _ in where for q in idx])
         picked = logits[b_idx, p_idx].float()
         logp = torch.log_softmax(picked, dim=-1)
         targets = torch.tensor([t for *_, cont in where for t in cont])
@@ -489,25 +650,41 @@ class HFBackend(Backend):
             n += k
         return out
 
-    def _forward_packed(self, ids: torch.Tensor, pos: torch.Tensor, seg: torch.Tensor, keep: int) -> torch.Tensor:
-        """Logits of the last `keep` positions under the packed-row attention mask."""
+    def _forward_packed(
+        self, ids: torch.Tensor, pos: torch.Tensor, seg: torch.Tensor, keep: int | list[int],
+        prefix: prefix_cache.Prefix | None = None, head: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits under the packed-row attention mask (after `prefix`): of the last `keep` positions,
+        or of the positions listed in `keep`. A query sees earlier keys of its row's head segment
+        (`head`, default 0) and of its own segment."""
         import torch
 
         model = self.model
         device = model.device
-        width = ids.shape[1]
+        batch, width = ids.shape
         causal = torch.ones((width, width), dtype=torch.bool).tril()
         seg_q, seg_k = seg[:, :, None], seg[:, None, :]
-        allowed = causal & ((seg_k == 0) | (seg_k == seg_q)) & (seg_k >= 0) & (seg_q >= 0)
+        head_q = head[:, :, None] if head is not None else 0
+        allowed = causal & ((seg_k == head_q) | (seg_k == seg_q)) & (seg_k >= 0) & (seg_q >= 0)
         allowed |= torch.eye(width, dtype=torch.bool)  # padding rows attend to themselves: no NaN
+        kwargs: dict[str, Any] = {}
+        if self._keep_arg:
+            kwargs["logits_to_keep"] = keep if isinstance(keep, int) else torch.tensor(keep, device=device)
+        if prefix is not None:  # every position sees the whole shared prefix, held in the cache
+            shared = torch.ones((batch, width, len(prefix.tokens)), dtype=torch.bool)
+            allowed = torch.cat([shared, allowed], dim=-1)
+            kwargs[self._cache_arg] = prefix_cache.expand(prefix.layers, batch)
         dtype = model.dtype if model.dtype.is_floating_point else torch.float32
         mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
-        kwargs: dict[str, Any] = {"logits_to_keep": keep} if self._keep_arg else {}
         with torch.inference_mode():
             out = model(input_ids=ids.to(device), position_ids=pos.to(device),
-                        attention_mask=mask[:, None].to(device), use_cache=False, **kwargs)
-        logits: torch.Tensor = out.logits[:, -keep:].cpu()
-        return logits
+                        attention_mask=mask[:, None].to(device), use_cache=prefix is not None, **kwargs)
+        logits: torch.Tensor = out.logits
+        if isinstance(keep, int):
+            logits = logits[:, -keep:]
+        elif not self._keep_arg:
+            logits = logits[:, keep]
+        return logits.cpu()
 
     # ---- generation -------------------------------------------------------------------------
 
@@ -521,24 +698,28 @@ class HFBackend(Backend):
             gen = r.gen or GenParams()
             room = max(1, self.max_length - gen.max_tokens)
             encoded.append(self._encode(self._text(r))[-room:])
-        results = {i: Response(text="", prompt_tokens=len(encoded[i]))
+        results = {i: Response(text="", prompt_tokens=len(encoded[i]), model_tokens=0)
                    for i, r in enumerate(requests) if (r.gen or GenParams()).max_tokens < 1}
-        order = sorted((i for i in range(len(requests)) if i not in results), key=lambda i: -len(encoded[i]))
-        start = 0
-        while start < len(order):
-            chunk = order[start: start + self._micro]
-            try:
-                texts = self._generate_batch([encoded[i] for i in chunk], [requests[i] for i in chunk])
-            except Exception as exc:  # only CUDA out-of-memory is retried
-                if not (self._auto_batch and self._micro > 1 and "out of memory" in str(exc).lower()):
-                    raise
-                self._micro //= 2
-                self._empty_cache()
-                continue
-            for i, (text, n_new) in zip(chunk, texts, strict=True):
-                results[i] = Response(text=text, prompt_tokens=len(encoded[i]), completion_tokens=n_new)
-            start += len(chunk)
+        todo = [i for i in range(len(requests)) if i not in results]
+        groups = self._plan_prefixes([encoded[i] for i in todo], [len(encoded[i]) - 1 for i in todo])
+        for prefix, extra, idx in groups:
+            order = sorted((todo[j] for j in idx), key=lambda i: -len(encoded[i]))
+            skip = len(prefix.tokens) if prefix is not None else 0
+            run = partial(self._generate_some, encoded, requests, prefix)
+            for chunk, texts in self._batches(order, run):
+                for i, (text, n_new) in zip(chunk, texts, strict=True):
+                    # The model ran the prompt after the shared prefix, then each new token but the last.
+                    ran = len(encoded[i]) - skip + max(0, n_new - 1) + extra
+                    extra = 0
+                    results[i] = Response(text=text, prompt_tokens=len(encoded[i]), completion_tokens=n_new,
+                                          model_tokens=ran)
         return [results[i] for i in range(len(requests))]
+
+    def _generate_some(
+        self, encoded: list[list[int]], requests: Sequence[Request], prefix: prefix_cache.Prefix | None,
+        chunk: list[int],
+    ) -> list[tuple[str, int]]:
+        return self._generate_batch([encoded[i] for i in chunk], [requests[i] for i in chunk], prefix)
 
     def _sample(self, logits: torch.Tensor, gen: GenParams, generator: torch.Generator | None) -> int:
         import torch
@@ -555,28 +736,39 @@ class HFBackend(Backend):
             probs[sorted_i[drop]] = 0.0
         return int(torch.multinomial(probs.cpu(), 1, generator=generator))
 
-    def _generate_batch(self, prompts: list[list[int]], requests: list[Request]) -> list[tuple[str, int]]:
-        """Decode a left-padded batch step by step; finished rows leave the batch."""
+    def _generate_batch(
+        self, prompts: list[list[int]], requests: list[Request], prefix: prefix_cache.Prefix | None = None
+    ) -> list[tuple[str, int]]:
+        """Decode a left-padded batch step by step; finished rows leave the batch.
+
+        With a shared `prefix`, its cached keys and values come first and each prompt's remaining
+        tokens are left-padded after it (the attention mask skips the padding in between).
+        """
         import torch
 
         model, device = self.model, self.model.device
         gens = [r.gen or GenParams() for r in requests]
         rngs = [torch.Generator().manual_seed(g.seed + r.repeat) if g.temperature > 0 else None
                 for g, r in zip(gens, requests, strict=True)]
-        width = max(len(p) for p in prompts)
+        skip = len(prefix.tokens) if prefix is not None else 0
+        width = max(len(p) for p in prompts) - skip
         ids = torch.full((len(prompts), width), self._pad_id, dtype=torch.long)
         attn = torch.zeros((len(prompts), width), dtype=torch.long)
         for b, p in enumerate(prompts):
-            ids[b, width - len(p):] = torch.tensor(p)
-            attn[b, width - len(p):] = 1
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)
+            ids[b, width - len(p) + skip:] = torch.tensor(p[skip:])
+            attn[b, width - len(p) + skip:] = 1
+        pos = (attn.cumsum(-1) - 1).clamp(min=0) + skip
+        kwargs: dict[str, Any] = {"logits_to_keep": 1} if self._keep_arg else {}
+        cache: Any = None
+        if prefix is not None:
+            attn = torch.cat([torch.ones((len(prompts), skip), dtype=torch.long), attn], dim=1)
+            cache = prefix_cache.expand(prefix.layers, len(prompts))
         new: list[list[int]] = [[] for _ in prompts]
         active = list(range(len(prompts)))
-        kwargs: dict[str, Any] = {"logits_to_keep": 1} if self._keep_arg else {}
         with torch.inference_mode():
             out = model(input_ids=ids.to(device), attention_mask=attn.to(device),
-                        position_ids=pos.to(device), use_cache=True, **kwargs)
-            cache = out.past_key_values
+                        position_ids=pos.to(device), use_cache=True, **{self._cache_arg: cache}, **kwargs)
+            cache = _returned_cache(out)
             next_pos = pos[:, -1:] + 1
             while True:
                 last = out.logits[:, -1].cpu()
@@ -596,7 +788,7 @@ class HFBackend(Backend):
                 active = [active[j] for j in still]
                 attn = torch.cat([attn, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
                 out = model(input_ids=tokens.to(device), attention_mask=attn.to(device),
-                            position_ids=next_pos.to(device), past_key_values=cache, use_cache=True, **kwargs)
+                            position_ids=next_pos.to(device), use_cache=True, **{self._cache_arg: cache}, **kwargs)
                 next_pos = next_pos + 1
         return [(self._cut(toks, g), len(toks)) for toks, g in zip(new, gens, strict=True)]
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from evalharness.errors import UsageError
+from evalharness.execution.config import RunConfig
 from evalharness.execution.pipeline import default_output
 from evalharness.results.frame import Results
 from evalharness.spec.group import ResolvedGroup
@@ -129,7 +130,7 @@ def _run_dir(output: Path | str | None) -> Iterator[Path]:
 
 
 def evaluate(
-    tasks: str | Sequence[str | LoadedTask | ResolvedGroup] | LoadedTask,
+    tasks: str | Sequence[str | LoadedTask | ResolvedGroup] | LoadedTask | RunConfig,
     model: str = "smollm2",
     model_args: Mapping[str, Any] | str | None = None,
     *,
@@ -150,9 +151,14 @@ def evaluate(
     canonical source through `datasets` instead of the vendored sample).
     """
     from evalharness.backends import BACKENDS
-    from evalharness.execution.config import RunConfig
     from evalharness.execution.pipeline import evaluate as run_pipeline
 
+    if isinstance(tasks, RunConfig):  # a configuration built by hand: run as given, written to its output folder
+        if options or any(v is not None for v in (model_args, limit, num_fewshot, batch_size, output)):
+            raise UsageError("evaluate: a RunConfig carries every option; pass it alone")
+        if "shard" in run_pipeline(tasks):
+            return Results({}, {}, None)
+        return Results.load(tasks.output)
     unknown = sorted(set(options) - _RUN_OPTIONS - {"gen_kwargs", "data"})
     if unknown:
         raise UsageError(f"evaluate: unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(_RUN_OPTIONS))})")

@@ -36,7 +36,7 @@ def request_key(identity: dict[str, Any], request: Request) -> str:
 
 _FIELDS: dict[str, tuple[type, ...]] = {
     "text": (str,), "logprob": (int, float), "is_greedy": (bool,), "n_tokens": (int,),
-    "prompt_tokens": (int,), "completion_tokens": (int,), "embedding": (list,),
+    "prompt_tokens": (int,), "completion_tokens": (int,), "embedding": (list,), "model_tokens": (int,),
 }
 
 

@@ -13,7 +13,8 @@ from evalharness.spec.task import LoadedTask
 
 @dataclass
 class RunConfig:
-    """Everything `evalharness run` takes."""
+    """Everything `evalharness run` takes. `tasks` may hold names, group names or YAML paths (read
+    here, each task once, groups added to `groups`); `output` and `cache_dir` may be strings."""
 
     tasks: Sequence[LoadedTask]
     model: str = "smollm2"
@@ -35,3 +36,20 @@ class RunConfig:
     executor: str = "local"  # local (a launcher's ranks are detected by themselves) or ray
     ray_address: str | None = None  # ray: an existing cluster (ray://HOST:PORT or HOST:PORT); None starts one
     ray_workers: int | None = None  # ray: model replicas (default: one per GPU, else one per node)
+
+    def __post_init__(self) -> None:
+        self.output = Path(self.output)
+        self.cache_dir = None if self.cache_dir is None else Path(self.cache_dir)
+        items: list[Any] = list(self.tasks)
+        if not any(isinstance(item, (str, Path)) for item in items):
+            return
+        from evalharness.spec.group import add_task, expand_task_list
+
+        tasks: dict[str, LoadedTask] = {}
+        groups = list(self.groups)
+        for item in items:
+            members, found = expand_task_list([str(item)]) if isinstance(item, (str, Path)) else ([item], [])
+            groups += found
+            for task in members:
+                add_task(tasks, task)
+        self.tasks, self.groups = list(tasks.values()), groups

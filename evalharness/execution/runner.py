@@ -207,6 +207,9 @@ def _take(job: _Job, piece: Piece) -> None:
     stats.computed += sum(1 for r in piece.responses if r.error is None)
     stats.computed_prompt_tokens += sum(r.prompt_tokens for r in piece.responses)
     stats.computed_completion_tokens += sum(r.completion_tokens for r in piece.responses)
+    ran = [r for r in piece.responses if r.model_tokens is not None and r.error is None]
+    stats.tokens_requested += sum(r.prompt_tokens + r.completion_tokens for r in ran)
+    stats.tokens_computed += sum(r.model_tokens or 0 for r in ran)
     failed = [r.error for r in piece.responses if r.error is not None]
     stats.failed += len(failed)
     stats.errors.extend(e for e in failed if e)
