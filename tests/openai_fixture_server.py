@@ -3,7 +3,8 @@
 Deterministic "model": a whitespace tokenizer, log-probabilities from a hash of (recent text,
 token), generations from a hash of the prompt. Latency and fault injection: 429 with
 Retry-After, 500, 503, malformed JSON, a 200 without choices, dropped connections, responses
-slower than the client's timeout. It counts calls and the most requests ever in flight.
+slower than the client's timeout; `streaks` make chosen requests fail many times in a row. It
+counts calls and the most requests ever in flight, and logs when each answer was sent.
 Binds 127.0.0.1 only.
 """
 
@@ -80,7 +81,9 @@ class FakeOpenAIServer:
         stall: float = 1.0,
         echo_logprobs: bool = True,
         bos: str | None = None,
+        port: int = 0,
     ) -> None:
+        self.port = port
         self.latency = latency
         self.fault_rate = fault_rate
         self.faults = faults
@@ -89,6 +92,10 @@ class FakeOpenAIServer:
         self.echo_logprobs = echo_logprobs
         self.bos = bos
         self.fail_if_contains: str | None = None
+        # A request whose body contains a key fails that many times in a row first (a streak
+        # of the fault kinds in `faults`, in turn), then is answered.
+        self.streaks: dict[str, int] = {}
+        self.replies: list[tuple[float, str]] = []  # (time.monotonic() when sent, prompt) of every 200 answer
         self.script: deque[str] = deque()
         self.calls = 0
         self.ok = 0
@@ -101,6 +108,7 @@ class FakeOpenAIServer:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
+        self._sockets: list[socket.socket] = []  # every accepted connection, closed by stop()
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -115,7 +123,7 @@ class FakeOpenAIServer:
         class Handler(_Handler):
             owner = server
 
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         httpd.daemon_threads = True
         httpd.block_on_close = False  # type: ignore[attr-defined]
         self._httpd = httpd
@@ -123,10 +131,18 @@ class FakeOpenAIServer:
         return self
 
     def stop(self) -> None:
+        """Stop listening and hang up every open connection (a server that went away)."""
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> FakeOpenAIServer:
         return self.start()
@@ -140,8 +156,13 @@ class FakeOpenAIServer:
         with self._lock:
             self.calls += 1
             self.bodies.append(body)
-            if self.fail_if_contains and self.fail_if_contains in json.dumps(body):
+            text = json.dumps(body)
+            if self.fail_if_contains and self.fail_if_contains in text:
                 return "500"
+            for key, left in self.streaks.items():
+                if left and key in text:
+                    self.streaks[key] = left - 1
+                    return self.faults[left % len(self.faults)]
             if self.script:
                 return self.script.popleft()
             if self.fault_rate and self._rng.random() < self.fault_rate:
@@ -219,6 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.owner._lock:
             self.owner.connections += 1
+            self.owner._sockets.append(self.connection)
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -300,3 +322,6 @@ class _Handler(BaseHTTPRequestHandler):
         with srv._lock:
             srv.ok += 1
         self._send(200, json.dumps(payload).encode())
+        prompt = body.get("prompt") if "prompt" in body else json.dumps(body.get("messages"))
+        with srv._lock:
+            srv.replies.append((time.monotonic(), str(prompt)))

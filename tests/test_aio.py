@@ -15,6 +15,7 @@ from evalharness.backends.openai.aio import (
     Retryable,
     RetryPolicy,
     call_with_retries,
+    feed_all,
     parse_retry_after,
     run_all,
 )
@@ -224,5 +225,110 @@ def test_loop_thread_keeps_state_between_calls() -> None:
 
         assert loop.run(use()) == 1
         assert loop.run(use()) == 1  # same loop: the limiter's condition still works
+    finally:
+        loop.close()
+
+
+def test_retries_go_on_for_the_budget_then_stop_within_it() -> None:
+    t = FakeTime()
+    calls, attempt = _flaky([Retryable("HTTP 503") for _ in range(100)])
+    policy = RetryPolicy(budget=60.0, base_delay=1.0, max_delay=8.0)
+    limiter = AdaptiveLimiter(2, clock=t.clock, sleep=t.sleep)
+    result = asyncio.run(call_with_retries(attempt, limiter, policy, rng=random.Random(0), sleep=t.sleep,  # type: ignore[arg-type]
+                                           clock=t.clock))
+    assert isinstance(result, Failed) and result.transient
+    # More than a fixed 7 attempts: as many as fit in 60 s of backoff (about 0.75 + 1.5 + 3 + 6 + 6 + ...).
+    assert calls[0] == result.attempts > 7 and sum(t.sleeps) <= 60.0 and result.seconds == sum(t.sleeps)
+    assert sum(t.sleeps) + 8.0 > 60.0  # and it stopped only when the next wait no longer fitted
+    assert f"gave up after {calls[0]} attempts in {sum(t.sleeps):.1f} s" in result.message and result.error == "HTTP 503"
+
+
+def test_a_retry_after_longer_than_the_budget_left_ends_the_pass() -> None:
+    t = FakeTime()
+    calls, attempt = _flaky([Retryable("HTTP 429", retry_after=50.0, rate_limited=True) for _ in range(3)])
+    policy = RetryPolicy(budget=30.0, max_retry_after=120.0)
+    result = asyncio.run(call_with_retries(attempt, AdaptiveLimiter(2, clock=t.clock, sleep=t.sleep), policy,  # type: ignore[arg-type]
+                                           rng=random.Random(0), sleep=t.sleep, clock=t.clock))
+    assert isinstance(result, Failed) and calls[0] == 1 and t.sleeps == []
+
+
+def _streaky(failures: dict[int, int], log: list[int]) -> object:
+    """attempt_for: item i fails its first failures[i] attempts (503), then returns i; every call is logged."""
+    left = dict(failures)
+
+    def make(i: int) -> object:
+        async def attempt() -> int:
+            log.append(i)
+            await asyncio.sleep(0)
+            if left.get(i, 0) > 0:
+                left[i] -= 1
+                raise Retryable("HTTP 503")
+            return i
+
+        return attempt
+
+    return make
+
+
+@pytest.mark.parametrize("how", ["run_all", "feed_all"])
+def test_requests_still_failed_after_the_main_pass_get_a_final_sweep(how: str) -> None:
+    t = FakeTime()
+    # Budget 10 s at base 1 s: about 4 attempts a pass. Items 2 and 5 fail 6 times: they fail the
+    # main pass and succeed in the sweep, which starts only when every other item is done.
+    policy = RetryPolicy(budget=10.0, base_delay=1.0, max_delay=8.0)
+    limiter = AdaptiveLimiter(8, clock=t.clock, sleep=t.sleep)
+    log: list[int] = []
+    make = _streaky({2: 6, 5: 6}, log)
+    if how == "run_all":
+        out = asyncio.run(run_all(list(range(10)), make, limiter, policy, rng=random.Random(0), sleep=t.sleep))  # type: ignore[arg-type]
+    else:
+        got: dict[int, object] = {}
+        asyncio.run(feed_all(list(range(10)), make, limiter, policy, rng=random.Random(0), put=got.__setitem__,  # type: ignore[arg-type]
+                             workers=4, sleep=t.sleep))
+        out = [got[i] for i in range(10)]
+        assert list(got)[-2:] in ([2, 5], [5, 2])  # held back until their sweep was over
+    assert out == list(range(10))
+    assert log.count(2) == log.count(5) == 7
+    last_main = max(i for i, item in enumerate(log) if item not in (2, 5))
+    first_sweep = min(i for i, item in enumerate(log) if item in (2, 5) and log[: i + 1].count(item) > 4)
+    assert first_sweep > last_main
+
+
+def test_the_sweep_runs_at_a_quarter_of_the_concurrency_and_keeps_a_pause() -> None:
+    limiter = AdaptiveLimiter(16)
+    limiter.paused_until = 123.0
+    calm = limiter.calmed()
+    assert calm.window == 4 and calm.max == 4 and calm.paused_until == 123.0
+    limiter.limit = 2.0  # already down to 2 after 429s: the sweep does not go above it
+    assert limiter.calmed().window == 2
+    assert AdaptiveLimiter(1).calmed().window == 1
+
+
+def test_max_retries_zero_means_no_retry_and_no_sweep() -> None:
+    log: list[int] = []
+    out = asyncio.run(run_all([0, 1], _streaky({1: 1}, log), AdaptiveLimiter(2), RetryPolicy(max_retries=0),  # type: ignore[arg-type]
+                              rng=random.Random(0)))
+    assert out[0] == 0 and isinstance(out[1], Failed) and log.count(1) == 1
+
+
+def test_a_slow_save_does_not_hold_back_the_next_piece() -> None:
+    """Each item is handed over within about `seconds` of arriving, even when saving takes most of it."""
+    import time
+
+    loop = LoopThread()
+    try:
+        async def produce(put: object) -> None:
+            for i in range(120):
+                put(i, time.monotonic())  # type: ignore[operator]
+                await asyncio.sleep(0.01)
+
+        ages = []
+        for piece in loop.stream(produce, size=1000, seconds=0.25):  # type: ignore[arg-type]
+            now = time.monotonic()
+            ages += [now - arrived for _, arrived in piece]
+            time.sleep(0.2)  # a slow disk
+        assert len(ages) == 120
+        # Counting the next deadline from the end of the save instead would make this about 0.45 s.
+        assert max(ages) < 0.4, max(ages)
     finally:
         loop.close()

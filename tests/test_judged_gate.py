@@ -272,3 +272,14 @@ def test_report_shows_the_judge_explanation_as_text(tmp_path: Path) -> None:
     bad = judged_run(tmp_path / "bad", [None])
     d = task_samples("mt", load_runs([bad])).payload["samples"][0]["o"][0]["d"][JUDGE]
     assert d["raw"] == "no rating" and d["explanation"].startswith("unparseable")
+
+
+def test_console_counts_failed_samples_out_of_all_samples(tmp_path: Path) -> None:
+    from evalharness.cli.console import warnings
+
+    (tmp_path / "samples").mkdir()
+    rows = [{"id": "1", "error": "openai-chat: HTTP 503: busy"}, {"id": "2", "error": "openai-chat: HTTP 503: busy"},
+            {"id": "3", "scores": {"exact_match": 1.0}}]
+    (tmp_path / "samples" / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    results = {"tasks": {"t": {"n_samples": 1, "n_failed": 2, "metrics": {}}}}
+    assert warnings(results, tmp_path) == ["warning: 2 of 3 sample(s) failed in task t", "  2 x openai-chat: HTTP 503: busy"]

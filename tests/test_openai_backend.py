@@ -164,10 +164,33 @@ def test_timeout_is_retried() -> None:
 
 
 def test_retries_are_bounded_and_the_request_fails_with_its_error(server: FakeOpenAIServer) -> None:
+    # max_retries caps each pass: 3 attempts in the main pass, 3 more in the final sweep.
     server.fault_rate, server.faults = 1.0, ("500",)
     [r] = _completions(server, max_retries="2").generate([_gen("Q")])
-    assert server.calls == 3
-    assert r.error is not None and "HTTP 500" in r.error and "gave up after 3 attempts" in r.error
+    assert server.calls == 6
+    assert r.error is not None and "HTTP 500" in r.error and "gave up after 6 attempts" in r.error
+    assert "the last 3 in a final sweep" in r.error
+
+
+def test_retries_go_on_for_the_time_budget_not_a_count(server: FakeOpenAIServer) -> None:
+    server.fault_rate, server.faults = 1.0, ("500",)
+    b = _completions(server, max_retries="", retry_budget="0.6", backoff_base="0.02")
+    started = time.perf_counter()
+    [r] = b.generate([_gen("Q")])
+    elapsed = time.perf_counter() - started
+    # Two passes (main and sweep) of about 0.6 s each, backoff doubling from 0.01-0.02 s: many
+    # more than 7 attempts, and the time bounded by the budget.
+    assert 1.0 <= elapsed < 2.5, elapsed
+    assert server.calls > 10 and r.error is not None and "HTTP 500" in r.error
+    server.fault_rate = 0.0
+    [ok] = b.generate([_gen("Q")])
+    assert ok.error is None
+
+
+def test_max_retries_zero_means_one_attempt_and_no_sweep(server: FakeOpenAIServer) -> None:
+    server.script.extend(["503"])
+    [r] = _completions(server, max_retries="0").generate([_gen("Q")])
+    assert server.calls == 1 and r.error is not None and "HTTP 503" in r.error
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,8 @@ def warnings(results: dict[str, Any], run_dir: Path | None = None) -> list[str]:
         failed = task.get("n_failed") or 0
         if not failed:
             continue
-        lines.append(f"warning: {failed} of {task.get('n_samples', '?')} sample(s) failed in task {name}")
+        total = (task.get("n_samples") or 0) + failed  # n_samples counts the scored ones only
+        lines.append(f"warning: {failed} of {total} sample(s) failed in task {name}")
         if run_dir is not None:
             causes = Counter(_cause(str(r["error"])) for r in
                              read_jsonl_tolerant(run_dir / (task.get("samples_file") or f"samples/{name}.jsonl")) if r.get("error"))

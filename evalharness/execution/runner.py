@@ -1,7 +1,9 @@
 """Runs requests through a backend: dedupe, cache lookup, length-sorted batches, progress.
 
 Each finished batch is written to the cache before the next starts, so a crash loses at
-most the batch in flight. `on_batch` lets the caller persist per-sample results as they land.
+most the batch in flight; a streaming (API) backend hands back what has arrived at least every
+`flush_seconds`, so a crash loses its requests in flight and about that long of answers.
+`on_batch` lets the caller persist per-sample results as they land.
 
 Who computes the batches is an `Executor`: `LocalExecutor` (this process), the launcher shards
 of `distributed.py` (`accelerate launch` / `torchrun` / `mpirun`: rank r takes batches r, r+N,

@@ -15,7 +15,8 @@ from evalharness.errors import DataError, UsageError
 from evalharness.results.rundir import RunDir
 
 # Model arguments that do not change which model answers, left out of a run's display name.
-_QUIET_ARGS = {"batch_size", "device", "max_batch_size", "concurrency", "timeout", "max_retries"}
+_QUIET_ARGS = {"batch_size", "device", "max_batch_size", "concurrency", "timeout", "max_retries", "retry_budget",
+               "backoff_base"}
 _UNPARSEABLE = {"unparseable", "unparsable", "invalid"}
 
 

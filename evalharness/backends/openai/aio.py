@@ -1,10 +1,17 @@
-"""Async calls under an adaptive concurrency limit, with bounded retries. No HTTP in here.
+"""Async calls under an adaptive concurrency limit, retried within a time budget. No HTTP in here.
 
     call_with_retries(attempt, limiter, policy) -> result | Failed
     an attempt may raise:
     ├── Retryable   429, 5xx, timeout, dropped connection, a garbled body: back off and try again
     ├── GiveUp      this request cannot succeed (HTTP 400, a refusal): Failed at once, no retry
     └── anything else propagates: a fatal error for the whole run (bad key, unknown model)
+
+A transient failure is retried, with exponential backoff and jitter (a Retry-After wins), for as
+long as the request's time budget lasts (`RetryPolicy.budget`, counted from its first attempt),
+not a fixed number of times: a bad minute on the server costs time, not answers. `run_all` and
+`feed_all` then give every request that still failed one final sweep, after the main pass, under
+a calmed limiter (a quarter of the concurrency, a fresh budget): an unlucky streak at 30% faults
+ends there, not in a failed sample.
 
 The limiter is AIMD, as TCP: a 429 halves the concurrency limit (at most once per `cooldown`
 seconds, so one wave of 429s counts once, and sustained 429s keep halving it); each success
@@ -32,10 +39,12 @@ Sleep = Callable[[float], Awaitable[None]]
 class Retryable(Exception):
     """A transient failure: the same request may well succeed later."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None, rate_limited: bool = False) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, rate_limited: bool = False,
+                 connect: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.rate_limited = rate_limited
+        self.connect = connect  # the request never reached the server (refused, no such host)
 
 
 class GiveUp(Exception):
@@ -49,16 +58,35 @@ class Failed:
     message: str
     attempts: int
     transient: bool = True  # False: the request itself was refused (GiveUp), not the weather
+    error: str = ""  # the last attempt's error, without the count of attempts
+    seconds: float = 0.0  # from the first attempt to giving up
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Bounded exponential backoff with jitter; a server's Retry-After wins, up to a cap."""
+    """Retries within a time budget, exponential backoff with jitter; a server's Retry-After wins, up to a cap.
 
-    max_retries: int = 6
+    A retry is made while the time since the request's first attempt plus the wait before the
+    retry fits in `budget` seconds; `max_retries`, when set, caps the retries too (0: no retries
+    and no final sweep).
+    """
+
+    budget: float = 120.0
+    max_retries: int | None = None
     base_delay: float = 0.5
     max_delay: float = 30.0
     max_retry_after: float = 120.0
+
+    @property
+    def sweeps(self) -> bool:
+        """Whether requests still failed after the main pass get a final sweep."""
+        return self.max_retries != 0
+
+    def allows(self, retries_done: int, elapsed: float, wait: float) -> bool:
+        """Whether one more retry fits: under the cap, and its start within the budget."""
+        if self.max_retries is not None and retries_done >= self.max_retries:
+            return False
+        return elapsed + wait <= self.budget
 
     def delay(self, retry: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds to wait before retry number `retry` (0-based)."""
@@ -116,6 +144,14 @@ class AdaptiveLimiter:
         self.paused_until = -math.inf
         self._last_decrease = -math.inf
         self._cond: asyncio.Condition | None = None
+
+    def calmed(self) -> AdaptiveLimiter:
+        """A limiter for the final sweep: a quarter of the concurrency (at most the current window),
+        the same pause (a Retry-After still counts)."""
+        calm = AdaptiveLimiter(max(1, min(self.window, self.max // 4)), cooldown=self.cooldown, clock=self.clock,
+                               sleep=self.sleep)
+        calm.paused_until = self.paused_until
+        return calm
 
     @property
     def window(self) -> int:
@@ -176,31 +212,61 @@ async def call_with_retries(
     *,
     rng: random.Random,
     sleep: Sleep = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> T | Failed:
-    """Run `attempt` until it succeeds, gives up, or has been retried `policy.max_retries` times."""
+    """Run `attempt` until it succeeds, gives up, or its retries no longer fit `policy`'s budget."""
     last = "no attempt made"
-    for retry in range(policy.max_retries + 1):
+    started: float | None = None
+    attempts = 0
+    while True:
         await limiter.acquire()
+        if started is None:
+            started = clock()
+        attempts += 1
         try:
             result = await attempt()
         except Retryable as exc:
             wait = None if exc.retry_after is None else min(exc.retry_after, policy.max_retry_after)
             await limiter.release(ok=False if exc.rate_limited else None, retry_after=wait)
             last = str(exc)
-            if retry == policy.max_retries:
+            delay = policy.delay(attempts - 1, exc.retry_after, rng)
+            if not policy.allows(attempts - 1, clock() - started, delay):
                 break
-            await sleep(policy.delay(retry, exc.retry_after, rng))
+            await sleep(delay)
             continue
         except GiveUp as exc:
             await limiter.release(ok=None)
-            return Failed(str(exc), retry + 1, transient=False)
+            return Failed(str(exc), attempts, transient=False, error=str(exc), seconds=clock() - started)
         except BaseException:
             await limiter.release(ok=None)
             raise
         await limiter.release(ok=True)
         return result
-    attempts = policy.max_retries + 1
-    return Failed(f"{last} (gave up after {attempts} attempt{'s' if attempts > 1 else ''})", attempts)
+    seconds = clock() - started
+    return Failed(f"{last} ({_gave_up(attempts, seconds)})", attempts, error=last, seconds=seconds)
+
+
+def _gave_up(attempts: int, seconds: float, swept: int = 0) -> str:
+    text = f"gave up after {attempts} attempt{'s' if attempts > 1 else ''} in {seconds:.1f} s"
+    return text + (f", the last {swept} in a final sweep at reduced concurrency" if swept else "")
+
+
+async def _retry_failed(
+    attempt_for: Callable[[Any], Callable[[], Awaitable[T]]],
+    first: Failed,
+    item: Any,
+    limiter: AdaptiveLimiter,
+    policy: RetryPolicy,
+    rng: random.Random,
+    sleep: Sleep,
+) -> T | Failed:
+    """The final sweep for one request that failed the main pass: a fresh budget under `limiter`."""
+    again = await call_with_retries(attempt_for(item), limiter, policy, rng=rng, sleep=sleep)
+    if not isinstance(again, Failed) or not again.transient:
+        return again
+    attempts, seconds = first.attempts + again.attempts, first.seconds + again.seconds
+    return Failed(f"{again.error} ({_gave_up(attempts, seconds, again.attempts)})", attempts, error=again.error,
+                  seconds=seconds)
 
 
 async def run_all(
@@ -212,13 +278,26 @@ async def run_all(
     rng: random.Random,
     sleep: Sleep = asyncio.sleep,
 ) -> list[T | Failed]:
-    """`call_with_retries` for every item, concurrently, results in input order.
+    """`call_with_retries` for every item, concurrently, results in input order; what still failed
+    gets the final sweep.
 
     A fatal error in one cancels the rest before it propagates, so nothing keeps running.
     """
-    tasks = [
-        asyncio.ensure_future(call_with_retries(attempt_for(item), limiter, policy, rng=rng, sleep=sleep)) for item in items
-    ]
+    results: list[T | Failed] = await _gather([call_with_retries(attempt_for(item), limiter, policy, rng=rng, sleep=sleep)
+                                                for item in items])
+    failed = [i for i, r in enumerate(results) if isinstance(r, Failed) and r.transient]
+    if failed and policy.sweeps:
+        calm = limiter.calmed()
+        swept = await _gather([_retry_failed(attempt_for, results[i], items[i], calm, policy, rng, sleep)  # type: ignore[arg-type]
+                               for i in failed])
+        for i, result in zip(failed, swept, strict=True):
+            results[i] = result
+    return results
+
+
+async def _gather(coros: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+    """Every coroutine's result, in order; a fatal error in one cancels the rest, then propagates."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
     try:
         return list(await asyncio.gather(*tasks))
     except BaseException:
@@ -243,23 +322,29 @@ async def feed_all(
 
     `workers` coroutines share the items, so memory stays flat however many there are (a task
     per item would not); with more workers than the limiter's window, a request sleeping in
-    backoff leaves its slot to the next one. A fatal error cancels the rest and propagates.
+    backoff leaves its slot to the next one. A request that still fails is held back until the
+    main pass is over and put after its final sweep. A fatal error cancels the rest and propagates.
     """
-    todo = iter(enumerate(items))
+    held: list[tuple[int, Any, Failed]] = []
 
-    async def worker() -> None:
+    async def work(todo: Iterator[tuple[int, Any]]) -> None:
         for index, item in todo:
-            put(index, await call_with_retries(attempt_for(item), limiter, policy, rng=rng, sleep=sleep))
+            result = await call_with_retries(attempt_for(item), limiter, policy, rng=rng, sleep=sleep)
+            if isinstance(result, Failed) and result.transient and policy.sweeps:
+                held.append((index, item, result))
+            else:
+                put(index, result)
 
-    tasks = [asyncio.ensure_future(worker()) for _ in range(max(1, workers))]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+    async def sweep(todo: Iterator[tuple[int, Any, Failed]], calm: AdaptiveLimiter) -> None:
+        for index, item, first in todo:
+            put(index, await _retry_failed(attempt_for, first, item, calm, policy, rng, sleep))
 
+    main = iter(enumerate(items))
+    await _gather([work(main) for _ in range(max(1, workers))])
+    if held:
+        calm = limiter.calmed()
+        rest = iter(held)
+        await _gather([sweep(rest, calm) for _ in range(max(1, min(workers, len(held))))])
 
 
 class LoopThread:
@@ -296,7 +381,8 @@ class LoopThread:
         """Run `start(put)` on the loop; yield what it `put`s, in pieces of at most `size` items or
         every `seconds`, while it keeps running: the caller saves one piece while the next is made.
 
-        The coroutine's fatal error is raised here; closing the generator early cancels it.
+        The coroutine's fatal error is raised here; closing the generator early cancels it. On a
+        KeyboardInterrupt what has arrived is yielded first, then the interrupt is raised.
         """
         # The loop thread only appends; this thread wakes once per piece (or deadline), not per
         # result: a wake-up per result would hand the GIL back and forth thousands of times.
@@ -314,7 +400,16 @@ class LoopThread:
         deadline = time.monotonic() + seconds
         try:
             while True:
-                ready.wait(timeout=max(0.0, deadline - time.monotonic()))
+                try:
+                    ready.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except KeyboardInterrupt:
+                    # Ctrl-C: stop what is in flight, hand over what has arrived (the caller saves
+                    # it), then let the interrupt go on.
+                    future.cancel()
+                    pending.extend(box[:])
+                    for i in range(0, len(pending), size):
+                        yield pending[i : i + size]
+                    raise
                 ready.clear()
                 finished = future.done()
                 taken = box[:]
@@ -326,9 +421,12 @@ class LoopThread:
                     future.result()  # a fatal error surfaces here
                     return
                 if len(pending) >= size or time.monotonic() >= deadline:
-                    for i in range(0, len(pending), size):
-                        yield pending[i : i + size]
-                    pending, deadline = [], time.monotonic() + seconds
+                    # The next deadline counts from now, not from when the caller is done saving:
+                    # an answer waits at most `seconds` (or one slow save) to be handed over.
+                    deadline = time.monotonic() + seconds
+                    out, pending = pending, []
+                    for i in range(0, len(out), size):
+                        yield out[i : i + size]
         finally:
             future.cancel()  # no-op once finished; else stops every request still in flight
 

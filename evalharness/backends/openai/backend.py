@@ -1,12 +1,18 @@
 """OpenAI-compatible APIs: `openai-chat` (chat completions) and `openai-completions` (completions).
 
 For OpenAI and any compatible server (vLLM, llama.cpp, Ollama, ...). Requests run concurrently
-on a private event loop under an adaptive limit with bounded retries (`aio`). The runner takes
-them through `stream`: every request of a kind is in the pipeline at once and finished ones come
-back in pieces, which the runner caches while the next requests are already in flight (a batch
-per call would leave every slot idle while each batch is saved). A request that exhausts its
-retries comes back as a Response with `error`: its sample is marked failed, never scored, and
-retried on the next run.
+on a private event loop under an adaptive limit, transient failures retried within a time budget
+(`retry_budget`, default 120 s per request) and then once more in a final sweep at reduced
+concurrency (`aio`). The runner takes them through `stream`: every request of a kind is in the
+pipeline at once and finished ones come back in pieces at least every `flush_seconds`, which the
+runner caches while the next requests are already in flight (a batch per call would leave every
+slot idle while each batch is saved), so a killed run loses little more than what was in flight.
+A request that fails still comes back as a Response with `error`: its sample is marked failed,
+never scored, and retried on the next run.
+
+A server that is not there stops the run with one line instead of failing every request slowly:
+one that has never answered and refuses connections (or whose host name does not resolve) for
+`CONNECT_GRACE` seconds, or one that has refused every connection for a whole `retry_budget`.
 
 HTTP goes through `transport.py` (the openai package's client by default, or httpcore with
 `transport=httpcore`); its CPU cost per request is measured in BENCHMARKS.md (api_bench).
@@ -33,6 +39,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
@@ -50,6 +57,9 @@ from evalharness.types import GenParams, Request, RequestKind, Response
 IMPL_VERSION = 1
 OPENAI_URL = "https://api.openai.com/v1"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+# Seconds a server that has never answered may refuse connections before the run stops: long
+# enough for a retry or two (a blip), short enough that a wrong port fails at once.
+CONNECT_GRACE = 0.5
 
 
 def _int_arg(value: Any, what: str, minimum: int) -> int:
@@ -95,8 +105,9 @@ class _OpenAIBase(Backend):
         base_url: str | None = None,
         api_key_env: str | None = None,
         max_concurrency: int | str = 8,
-        max_retries: int | str = 6,
+        max_retries: int | str | None = None,
         timeout: float | str = 120.0,
+        retry_budget: float | str = 120.0,
         chunk_size: int | str | None = None,
         batch_size: int | str | None = None,
         price_prompt: float | str | None = None,
@@ -119,12 +130,15 @@ class _OpenAIBase(Backend):
         self.official = urlsplit(self.base_url).hostname == "api.openai.com"
         self.api_key_env = api_key_env or None
         self.max_concurrency = _int_arg(max_concurrency, "max_concurrency", 1)
-        self.max_retries = _int_arg(max_retries, "max_retries", 0)
+        self.max_retries = None if max_retries in (None, "") else _int_arg(max_retries, "max_retries", 0)
         try:
             self.timeout = float(timeout)
             base_delay = float(backoff_base)
+            budget = float(retry_budget)
         except (TypeError, ValueError):
-            raise BackendError(f"{self.name}: timeout and backoff_base must be seconds") from None
+            raise BackendError(f"{self.name}: timeout, retry_budget and backoff_base must be seconds") from None
+        if not budget >= 0:
+            raise BackendError(f"{self.name}: --model-args: retry_budget must be seconds >= 0, got {retry_budget!r}")
         # The runner caches results in pieces of this many (see `stream`; per call for a plain
         # batch): large enough to keep every slot busy, small enough that a crash loses little.
         self.chunk_size = _int_arg(chunk_size, "chunk_size", 1) if chunk_size else max(64, 16 * self.max_concurrency)
@@ -132,7 +146,7 @@ class _OpenAIBase(Backend):
         self.price: Price | None = resolve_price(
             self.model, official_api=self.official, price_prompt=price_prompt, price_completion=price_completion
         )
-        self.policy = aio.RetryPolicy(max_retries=self.max_retries, base_delay=base_delay)
+        self.policy = aio.RetryPolicy(budget=budget, max_retries=self.max_retries, base_delay=base_delay)
         self.limiter = aio.AdaptiveLimiter(self.max_concurrency)
         self._rng = random.Random(0)
         self._loop = aio.LoopThread()
@@ -146,6 +160,8 @@ class _OpenAIBase(Backend):
         self._client: Clients | SDKTransport | None = None
         self._key: str | None = None
         self._headers: dict[str, str] = {}
+        self._answered = False  # any HTTP reply at all, even an error status, since the start
+        self._refused_since: float | None = None  # the first connection refused since the last reply
 
     # ---- identity, cost, lifecycle ----------------------------------------------------------
 
@@ -206,10 +222,28 @@ class _OpenAIBase(Backend):
             response = await self._get_client().post(self.base_url + path, json.dumps(body).encode(), self._headers)
         except aio.Retryable as exc:
             message = f"timed out after {self.timeout:g} s" if str(exc) == "timed out" else self._scrub(str(exc))
+            if exc.connect:
+                self._check_reachable(message)
             raise aio.Retryable(message) from None
+        self._answered, self._refused_since = True, None
         if not 200 <= response.status_code < 300:
             raise self._status_error(response)
         return self._parse_json(response.content)
+
+    def _check_reachable(self, cause: str) -> None:
+        """Stop the run (BackendError) when the server is not there, rather than retry every
+        request for its whole budget: it never answered and has refused connections for
+        CONNECT_GRACE seconds, or it has refused every connection for a whole retry budget."""
+        now = time.monotonic()
+        if self._refused_since is None:
+            self._refused_since = now
+        refused_for = now - self._refused_since
+        if not self._answered and refused_for >= CONNECT_GRACE:
+            raise BackendError(f"{self.name}: cannot connect to {self.base_url}: {cause}; is the server running, "
+                               "and is base_url right?")
+        if self._answered and refused_for >= max(self.policy.budget, CONNECT_GRACE):
+            raise BackendError(f"{self.name}: {self.base_url} has refused every connection for {refused_for:.0f} s "
+                               f"(retry_budget): {cause}; rerun the same command when it is back (cached answers are kept)")
 
     def _status_error(self, response: Any) -> Exception:
         code = int(response.status_code)
@@ -294,8 +328,10 @@ class _OpenAIBase(Backend):
     def generate(self, requests: Sequence[Request]) -> list[Response]:
         return self._run(requests, self._generate_one)
 
-    # Pieces the runner saves (cache, sample log) while the next requests are already in flight.
-    flush_seconds = 2.0
+    # Pieces the runner saves (cache, sample log) while the next requests are already in flight:
+    # an answer reaches the cache within about this long (plus one save) of arriving, so a killed
+    # run asks again only for what was in flight and the answers of the last moment.
+    flush_seconds = 0.25
 
     def _attempt(self, kind: RequestKind) -> Callable[[Request], Awaitable[Response]]:
         if kind != "generate":

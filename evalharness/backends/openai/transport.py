@@ -16,6 +16,7 @@ must stay well under one core.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +97,9 @@ class Clients:
             raise aio.Retryable("timed out") from None
         except (httpx.RequestError, httpcore.NetworkError, httpcore.ProtocolError, httpcore.ProxyError,
                 httpcore.UnsupportedProtocol) as exc:  # refused, reset, dropped mid-reply, a garbled stream
+            if _not_connected(exc):  # name the cause ("connection refused"), not the wrapper's summary
+                cause = _root_cause(exc)
+                raise aio.Retryable(f"connection error: {type(cause).__name__}: {cause}", connect=True) from None
             raise aio.Retryable(f"connection error: {type(exc).__name__}: {exc}") from None
         finally:
             if client is not self.shared:
@@ -120,12 +124,27 @@ def _sdk_http_client(openai: Any, timeout: float, connections: int) -> Any:
         return openai.DefaultAsyncHttpxClient(timeout=timeout, limits=limits)
 
 
-def _root_cause(exc: BaseException) -> BaseException:
-    """The deepest exception behind `exc` that is not a task cancellation (how a deadline ends)."""
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and every exception behind it (causes and contexts)."""
     chain = [exc]
     while (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None and nxt not in chain:
         chain.append(nxt)
-    return next((e for e in reversed(chain) if not isinstance(e, asyncio.CancelledError)), exc)
+    return chain
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The deepest exception behind `exc` that is not a task cancellation (how a deadline ends)."""
+    return next((e for e in reversed(_chain(exc)) if not isinstance(e, asyncio.CancelledError)), exc)
+
+
+def _not_connected(exc: BaseException) -> bool:
+    """Whether the request never reached the server: connection refused, or a host name that does
+    not resolve (a dropped or reset connection did reach it, and is only retried)."""
+    import httpcore
+    import httpx
+
+    return any(isinstance(e, (ConnectionRefusedError, socket.gaierror, httpx.ConnectError, httpcore.ConnectError))
+               for e in _chain(exc))
 
 
 class SDKTransport:
@@ -159,7 +178,7 @@ class SDKTransport:
             cause = _root_cause(exc)
             if isinstance(cause, TimeoutError) or "Timeout" in type(cause).__name__:
                 raise aio.Retryable("timed out") from None
-            raise aio.Retryable(f"connection error: {type(cause).__name__}: {cause}") from None
+            raise aio.Retryable(f"connection error: {type(cause).__name__}: {cause}", connect=_not_connected(exc)) from None
 
     async def aclose(self) -> None:
         await self.client.close()
