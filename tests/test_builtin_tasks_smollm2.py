@@ -43,6 +43,8 @@ def _plan() -> tuple[list[str], dict[str, int]]:
         if name in in_group:
             continue
         spec = load_task_file(path).spec
+        if spec.kind == "retrieval":  # ranks with an encoder, not the LM (tests/test_retrieval_task.py runs it embedded)
+            continue
         names.append(name)
         long = spec.generate is not None and spec.generate.max_tokens >= 128
         limits[name] = LONG_LIMIT if long else LIMIT
