@@ -34,6 +34,9 @@ class Backend:
     gpus_per_replica: int = 1
     # Whether `stream` keeps requests in flight across runner steps (API backends).
     streams: bool = False
+    # Model args that change how fast, not what comes out: left out of a run's identity (the
+    # output folder's name and the check that refuses another configuration's folder).
+    runtime_args: frozenset[str] = frozenset({"batch_size", "max_concurrency", "device"})
 
     # Whether prompts go through a chat template (or a chat API) by default; a backend that finds
     # out lazily (from its tokenizer) overrides it with a property.

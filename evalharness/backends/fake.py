@@ -45,6 +45,7 @@ class FakeBackend(Backend):
 
     name = "fake"
     supports: frozenset[RequestKind] = frozenset({"generate", "loglikelihood", "loglikelihood_rolling", "embed"})
+    runtime_args = Backend.runtime_args | {"trace", "delay"}  # the test hooks
 
     def __init__(
         self,

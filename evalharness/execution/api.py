@@ -45,28 +45,13 @@ def model_args_dict(model_args: Mapping[str, Any] | str | None) -> dict[str, Any
 
 def resolve_tasks(tasks: str | Sequence[str | LoadedTask | ResolvedGroup] | LoadedTask) -> tuple[list[LoadedTask], list[ResolvedGroup]]:
     """Task names, group names, YAML paths or loaded spec objects -> tasks (each once) and groups."""
-    from evalharness.spec.group import add_task, expand_task_list
+    from evalharness.spec.group import resolve_items
     from evalharness.spec.library import parse_task_list
 
     items: list[Any] = parse_task_list(tasks) if isinstance(tasks, str) else [tasks] if isinstance(tasks, LoadedTask) else list(tasks)
     if not items:
         raise UsageError("tasks: give at least one task name, group name or YAML path")
-    found: dict[str, LoadedTask] = {}
-    groups: list[ResolvedGroup] = []
-    for item in items:
-        if isinstance(item, LoadedTask):
-            add_task(found, item)
-            continue
-        if isinstance(item, ResolvedGroup):
-            members, new_groups = list(item.members), [item]
-        elif isinstance(item, (str, Path)):
-            members, new_groups = expand_task_list([str(item)])
-        else:
-            raise UsageError(f"tasks: expected names, YAML paths or loaded tasks, got {type(item).__name__}")
-        groups += new_groups
-        for t in members:
-            add_task(found, t)
-    return list(found.values()), groups
+    return resolve_items(items)
 
 
 def with_gen_kwargs(tasks: list[LoadedTask], gen_kwargs: Mapping[str, Any] | str | None) -> list[LoadedTask]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evalharness.spec.group import ResolvedGroup
+from evalharness.spec.group import ResolvedGroup, resolve_items
 from evalharness.spec.task import LoadedTask
 
 
@@ -43,13 +43,5 @@ class RunConfig:
         items: list[Any] = list(self.tasks)
         if not any(isinstance(item, (str, Path)) for item in items):
             return
-        from evalharness.spec.group import add_task, expand_task_list
-
-        tasks: dict[str, LoadedTask] = {}
-        groups = list(self.groups)
-        for item in items:
-            members, found = expand_task_list([str(item)]) if isinstance(item, (str, Path)) else ([item], [])
-            groups += found
-            for task in members:
-                add_task(tasks, task)
-        self.tasks, self.groups = list(tasks.values()), groups
+        tasks, groups = resolve_items(items)
+        self.tasks, self.groups = tasks, [*self.groups, *groups]

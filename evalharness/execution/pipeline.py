@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from evalharness.backends.base import Backend, load_backend
+from evalharness.backends.base import BACKENDS, Backend, load_backend
 from evalharness.data.full import data_entry
 from evalharness.errors import EvalHarnessError, UsageError
 from evalharness.execution.cache import NullCache, ResponseCache, default_home, request_key
@@ -32,14 +32,12 @@ from evalharness.spec.task import LoadedTask
 from evalharness.stats.bootstrap import check_resamples
 from evalharness.types import Response, RunStats
 
-# model args that change how fast, not what comes out (the fake backend's test hooks `trace` and `delay`
-# included): left out of a run's identity
-RUNTIME_ARGS = frozenset({"batch_size", "max_concurrency", "device", "trace", "delay"})
-
 
 def run_identity(model: str, model_args: Mapping[str, Any]) -> dict[str, Any]:
-    """What makes two runs the same model configuration (secrets redacted, speed knobs dropped)."""
-    return {"backend": model, "args": redact({k: v for k, v in model_args.items() if k not in RUNTIME_ARGS})}
+    """What makes two runs the same model configuration (secrets redacted, the backend's
+    `runtime_args` speed knobs dropped)."""
+    runtime = BACKENDS.get(model).runtime_args if model in BACKENDS else Backend.runtime_args
+    return {"backend": model, "args": redact({k: v for k, v in model_args.items() if k not in runtime})}
 
 
 def default_output(model: str, model_args: Mapping[str, Any]) -> Path:

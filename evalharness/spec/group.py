@@ -18,13 +18,14 @@ Validated like task files (pydantic, `extra="forbid"`, errors name the file and 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from evalharness.errors import RegistryError, SpecError
+from evalharness.errors import RegistryError, SpecError, UsageError
 from evalharness.spec.loader import Strict, is_path, load_file, parse_yaml, read_text, yaml_files
 from evalharness.spec.task import LoadedTask, load_task_file
 
@@ -191,6 +192,26 @@ def expand_task_list(names: list[str]) -> tuple[list[LoadedTask], list[ResolvedG
 
 def _where(task: LoadedTask) -> Path | None:
     return task.path.resolve() if task.path is not None else None
+
+
+def resolve_items(items: Sequence[Any]) -> tuple[list[LoadedTask], list[ResolvedGroup]]:
+    """Task names, group names, YAML paths, loaded tasks or resolved groups -> tasks (each once;
+    two files with one task name refused) and the groups named."""
+    tasks: dict[str, LoadedTask] = {}
+    groups: list[ResolvedGroup] = []
+    for item in items:
+        if isinstance(item, LoadedTask):
+            members, found = [item], []
+        elif isinstance(item, ResolvedGroup):
+            members, found = list(item.members), [item]
+        elif isinstance(item, (str, Path)):
+            members, found = expand_task_list([str(item)])
+        else:
+            raise UsageError(f"tasks: expected names, YAML paths or loaded tasks, got {type(item).__name__}")
+        groups += found
+        for task in members:
+            add_task(tasks, task)
+    return list(tasks.values()), groups
 
 
 def add_task(tasks: dict[str, LoadedTask], task: LoadedTask) -> None:
