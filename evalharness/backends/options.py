@@ -4,8 +4,9 @@
 typed object, by each field's annotation: `int`, `float` and `bool` (the words of `as_bool`) are
 coerced, a `Literal` word is kept (matched without case), an optional field reads `None` and the
 class's `none_words` as None, and anything else passes as given. A field's `metadata["min"]` is
-its least allowed number. Unknown keys and missing required ones are a TypeError in Python's own
-words (what `load_backend` reports as "bad --model-args"). The error texts are templates on the
+its least allowed number (the class's `min_int` for an int field without one). Unknown keys and
+missing required ones are a TypeError in Python's own words (what `load_backend` reports as
+"bad --model-args"). The error texts are templates on the
 class (`{backend}`, `{name}`, `{value!r}`, `{minimum}`), so each backend keeps its wording.
 """
 
@@ -33,6 +34,8 @@ class Options:
     """Base of every backend's options; subclasses are frozen dataclasses with typed fields."""
 
     none_words: ClassVar[frozenset[str]] = frozenset({""})
+    # The least whole number any int field takes, unless its metadata says otherwise.
+    min_int: ClassVar[int | None] = None
     int_error: ClassVar[str] = "backend {backend!r}: {name}: expected a whole number, got {value!r}"
     min_error: ClassVar[str] = "backend {backend!r}: {name}: expected a number >= {minimum}, got {value!r}"
     float_error: ClassVar[str] = "backend {backend!r}: {name}: expected a number, got {value!r}"
@@ -70,6 +73,8 @@ class Options:
             return value
         fill = {"backend": backend, "name": name, "value": value, "minimum": minimum}
         kind = kinds[0]
+        if minimum is None and kind is int:
+            minimum = fill["minimum"] = cls.min_int
         if kind is bool:
             try:
                 return as_bool(value)

@@ -30,6 +30,7 @@ class HFOptions(Options):
     """The hf backend's model args. Every number is >= 1; `none` (or empty) leaves one unset."""
 
     none_words: ClassVar[frozenset[str]] = frozenset({"", "none"})
+    min_int: ClassVar[int | None] = 1
     int_error: ClassVar[str] = "hf backend: {name} must be an integer, got {value!r}"
     min_error: ClassVar[str] = "hf backend: {name} must be >= 1, got {value!r}"
     bool_error: ClassVar[str] = "expected a boolean, got {value!r}"
