@@ -42,14 +42,16 @@ import random
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from evalharness.backends.base import Backend, as_bool
+from evalharness.backends.base import Backend
 from evalharness.backends.openai import aio
 from evalharness.backends.openai.echo import EchoError, score_echo
 from evalharness.backends.openai.pricing import Price, resolve_price
 from evalharness.backends.openai.transport import Clients, SDKTransport, shutdown
+from evalharness.backends.options import Options, at_least
 from evalharness.errors import BackendError
 from evalharness.types import GenParams, Request, RequestKind, Response
 
@@ -62,14 +64,40 @@ DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 CONNECT_GRACE = 0.5
 
 
-def _int_arg(value: Any, what: str, minimum: int) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise BackendError(f"--model-args: {what} must be a whole number, got {value!r}") from None
-    if number < minimum:
-        raise BackendError(f"--model-args: {what} must be >= {minimum}, got {value!r}")
-    return number
+@dataclass(frozen=True)
+class OpenAIOptions(Options):
+    """The model args both API backends take (the key never: see the module docstring)."""
+
+    int_error: ClassVar[str] = "--model-args: {name} must be a whole number, got {value!r}"
+    min_error: ClassVar[str] = "--model-args: {name} must be >= {minimum}, got {value!r}"
+    float_error: ClassVar[str] = "{backend}: timeout, retry_budget and backoff_base must be seconds"
+    bool_error: ClassVar[str] = "{backend}: {name} must be true or false, got {value!r}"
+
+    model: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    max_concurrency: int = at_least(1, 8)
+    max_retries: int | None = at_least(0, None)
+    timeout: float = 120.0
+    retry_budget: float = 120.0
+    chunk_size: int | None = at_least(1, None)
+    batch_size: int | Literal["auto"] | None = at_least(1, None)
+    price_prompt: Any = None  # read by pricing.resolve_price
+    price_completion: Any = None
+    api_key: Any = None  # refused, never stored
+    http_client: Any = None
+    backoff_base: float = 0.5
+    transport: str = "openai"
+
+
+@dataclass(frozen=True)
+class ChatOptions(OpenAIOptions):
+    structured_output: bool = True
+
+
+@dataclass(frozen=True)
+class CompletionsOptions(OpenAIOptions):
+    prefix: str = ""
 
 
 def _clean_url(url: str) -> str:
@@ -99,25 +127,12 @@ class _OpenAIBase(Backend):
     streams = True
     priced = True
 
-    def __init__(
-        self,
-        model: str,
-        base_url: str | None = None,
-        api_key_env: str | None = None,
-        max_concurrency: int | str = 8,
-        max_retries: int | str | None = None,
-        timeout: float | str = 120.0,
-        retry_budget: float | str = 120.0,
-        chunk_size: int | str | None = None,
-        batch_size: int | str | None = None,
-        price_prompt: float | str | None = None,
-        price_completion: float | str | None = None,
-        api_key: Any = None,
-        http_client: Any = None,
-        backoff_base: float | str = 0.5,
-        transport: str = "openai",
-    ) -> None:
-        if api_key is not None:
+    options_class: ClassVar[type[OpenAIOptions]] = OpenAIOptions
+
+    def __init__(self, model: str, **model_args: Any) -> None:
+        opts = self.options_class.parse({"model": model, **model_args}, owner=type(self).__name__, backend=self.name)
+        self.options = opts
+        if opts.api_key is not None:
             # Never echo the value: it would land in logs and error reports.
             raise BackendError(
                 f"{self.name}: api_key is not accepted in --model-args (it would be recorded); "
@@ -126,37 +141,33 @@ class _OpenAIBase(Backend):
         if not str(model).strip():
             raise BackendError(f"{self.name}: --model-args model=NAME is required")
         self.model = str(model).strip()
-        self.base_url = _clean_url(base_url or OPENAI_URL)
+        self.base_url = _clean_url(opts.base_url or OPENAI_URL)
         self.official = urlsplit(self.base_url).hostname == "api.openai.com"
-        self.api_key_env = api_key_env or None
-        self.max_concurrency = _int_arg(max_concurrency, "max_concurrency", 1)
-        self.max_retries = None if max_retries in (None, "") else _int_arg(max_retries, "max_retries", 0)
-        try:
-            self.timeout = float(timeout)
-            base_delay = float(backoff_base)
-            budget = float(retry_budget)
-        except (TypeError, ValueError):
-            raise BackendError(f"{self.name}: timeout, retry_budget and backoff_base must be seconds") from None
-        if not budget >= 0:
-            raise BackendError(f"{self.name}: --model-args: retry_budget must be seconds >= 0, got {retry_budget!r}")
+        self.api_key_env = opts.api_key_env or None
+        self.max_concurrency = opts.max_concurrency
+        self.max_retries = opts.max_retries
+        self.timeout = opts.timeout
+        if not opts.retry_budget >= 0:
+            raise BackendError(f"{self.name}: --model-args: retry_budget must be seconds >= 0, "
+                               f"got {model_args.get('retry_budget')!r}")
         # The runner caches results in pieces of this many (see `stream`; per call for a plain
         # batch): large enough to keep every slot busy, small enough that a crash loses little.
-        self.chunk_size = _int_arg(chunk_size, "chunk_size", 1) if chunk_size else max(64, 16 * self.max_concurrency)
-        self.batch_size = _int_arg(batch_size, "batch_size", 1) if batch_size not in (None, "", "auto") else self.max_concurrency
+        self.chunk_size = opts.chunk_size or max(64, 16 * self.max_concurrency)
+        self.batch_size = opts.batch_size if isinstance(opts.batch_size, int) else self.max_concurrency
         self.price: Price | None = resolve_price(
-            self.model, official_api=self.official, price_prompt=price_prompt, price_completion=price_completion
+            self.model, official_api=self.official, price_prompt=opts.price_prompt, price_completion=opts.price_completion
         )
-        self.policy = aio.RetryPolicy(budget=budget, max_retries=self.max_retries, base_delay=base_delay)
+        self.policy = aio.RetryPolicy(budget=opts.retry_budget, max_retries=self.max_retries, base_delay=opts.backoff_base)
         self.limiter = aio.AdaptiveLimiter(self.max_concurrency)
         self._rng = random.Random(0)
         self._loop = aio.LoopThread()
         # A backend dropped without close(): its connections are closed and the loop's thread stopped.
         self._open: list[Any] = []
         weakref.finalize(self, shutdown, self._loop, self._open)
-        self._http_client = http_client
-        if transport not in {"openai", "httpcore"}:
+        self._http_client = opts.http_client
+        if opts.transport not in {"openai", "httpcore"}:
             raise BackendError(f"{self.name}: transport must be openai (the openai package, default) or httpcore")
-        self.transport = transport
+        self.transport = opts.transport
         self._client: Clients | SDKTransport | None = None
         self._key: str | None = None
         self._headers: dict[str, str] = {}
@@ -389,12 +400,11 @@ class OpenAIChatBackend(_OpenAIBase):
     name = "openai-chat"
     is_chat = True
 
-    def __init__(self, model: str, structured_output: bool | str = True, **kwargs: Any) -> None:
-        super().__init__(model, **kwargs)
-        try:
-            structured = as_bool(structured_output)
-        except BackendError:
-            raise BackendError(f"{self.name}: structured_output must be true or false, got {structured_output!r}") from None
+    options_class: ClassVar[type[OpenAIOptions]] = ChatOptions
+
+    def __init__(self, model: str, **model_args: Any) -> None:
+        super().__init__(model, **model_args)
+        structured = cast(ChatOptions, self.options).structured_output
         # Judges with a JSON verdict (rubrics) ask for it under their schema (judging/engine.py):
         # OpenAI's structured outputs; vLLM's server decodes under the schema. A server that
         # rejects `response_format` needs structured_output=false.
@@ -440,9 +450,11 @@ class OpenAICompletionsBackend(_OpenAIBase):
     name = "openai-completions"
     supports: frozenset[RequestKind] = frozenset({"generate", "loglikelihood", "loglikelihood_rolling"})
 
-    def __init__(self, model: str, prefix: str = "", **kwargs: Any) -> None:
-        super().__init__(model, **kwargs)
-        self.prefix = prefix or ""
+    options_class: ClassVar[type[OpenAIOptions]] = CompletionsOptions
+
+    def __init__(self, model: str, **model_args: Any) -> None:
+        super().__init__(model, **model_args)
+        self.prefix = cast(CompletionsOptions, self.options).prefix or ""
         self._echo_checked = False
 
     def identity(self) -> dict[str, Any]:
