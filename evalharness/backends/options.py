@@ -4,7 +4,8 @@
 typed object, by each field's annotation: `int`, `float` and `bool` (the words of `as_bool`) are
 coerced, a `Literal` word is kept (matched without case), an optional field reads `None` and the
 class's `none_words` as None, and anything else passes as given. A field's `metadata["min"]` is
-its least allowed number (the class's `min_int` for an int field without one). Unknown keys and
+its least allowed number (the class's `min_int` for an int field without one; None: no least),
+and `metadata["error"]` its own text for a value that is not a number. Unknown keys and
 missing required ones are a TypeError in Python's own words (what `load_backend` reports as
 "bad --model-args"). The error texts are templates on the
 class (`{backend}`, `{name}`, `{value!r}`, `{minimum}`), so each backend keeps its wording.
@@ -53,12 +54,12 @@ class Options:
         if missing:
             raise TypeError(f"{owner}.__init__() missing required argument: {missing[0]!r}")
         hints = typing.get_type_hints(cls)
-        values = {name: cls._coerce(name, value, hints[name], fields[name].metadata.get("min"), backend)
+        values = {name: cls._coerce(name, value, hints[name], fields[name].metadata, backend)
                   for name, value in args.items()}
         return cls(**values)
 
     @classmethod
-    def _coerce(cls, name: str, value: Any, hint: Any, minimum: int | None, backend: str) -> Any:
+    def _coerce(cls, name: str, value: Any, hint: Any, meta: Mapping[str, Any], backend: str) -> Any:
         members = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
         optional = type(None) in members
         words = {str(w).lower(): w for m in members if typing.get_origin(m) is Literal for w in typing.get_args(m)}
@@ -71,10 +72,9 @@ class Options:
             return words[value.strip().lower()]
         if not kinds or str in kinds:
             return value
-        fill = {"backend": backend, "name": name, "value": value, "minimum": minimum}
         kind = kinds[0]
-        if minimum is None and kind is int:
-            minimum = fill["minimum"] = cls.min_int
+        minimum = meta["min"] if "min" in meta else cls.min_int if kind is int else None
+        fill = {"backend": backend, "name": name, "value": value, "minimum": minimum}
         if kind is bool:
             try:
                 return as_bool(value)
@@ -83,7 +83,8 @@ class Options:
         try:
             number = int(value) if kind is int else float(value)
         except (TypeError, ValueError):
-            raise BackendError((cls.int_error if kind is int else cls.float_error).format(**fill)) from None
+            template = meta.get("error") or (cls.int_error if kind is int else cls.float_error)
+            raise BackendError(template.format(**fill)) from None
         if minimum is not None and number < minimum:
             raise BackendError(cls.min_error.format(**fill))
         return number
