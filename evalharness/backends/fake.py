@@ -14,10 +14,11 @@ import re
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from evalharness.backends.base import Backend, as_bool
-from evalharness.errors import BackendError
+from evalharness.backends.base import Backend
+from evalharness.backends.options import Options
 from evalharness.types import Request, RequestKind, Response
 
 
@@ -31,6 +32,23 @@ def _context(request: Request) -> str:
     if request.messages is not None:
         return "\n".join(f"{m.role}: {m.content}" for m in request.messages)
     return request.prompt or ""
+
+
+@dataclass(frozen=True)
+class FakeOptions(Options):
+    """The fake backend's model args."""
+
+    float_error: ClassVar[str] = "backend {backend!r}: {name}: expected seconds, got {value!r}"
+
+    output: str | None = None
+    seed: str | int = 0
+    batch_size: int = 8
+    script: dict[str, str] | None = None
+    prefer: str | None = None
+    fail: bool = False
+    delay: float = 0.0
+    trace: str | None = None
+    api_key: str | None = None
 
 
 class FakeBackend(Backend):
@@ -47,36 +65,17 @@ class FakeBackend(Backend):
     supports: frozenset[RequestKind] = frozenset({"generate", "loglikelihood", "loglikelihood_rolling", "embed"})
     runtime_args = Backend.runtime_args | {"trace", "delay"}  # the test hooks
 
-    def __init__(
-        self,
-        output: str | None = None,
-        seed: str | int = 0,
-        batch_size: str | int = 8,
-        script: dict[str, str] | None = None,
-        prefer: str | None = None,
-        fail: str | bool = False,
-        delay: str | float = 0.0,
-        trace: str | None = None,
-        api_key: str | None = None,
-    ) -> None:
-        self.output = output
-        self.seed = str(seed)
-        try:
-            self.batch_size = int(batch_size)
-        except ValueError:
-            raise BackendError(f"backend 'fake': batch_size: expected a whole number, got {batch_size!r}") from None
-        self.script = dict(script or {})
-        self.prefer = prefer
-        try:
-            self.fail = as_bool(fail)
-        except BackendError as exc:
-            raise BackendError(f"backend 'fake': fail: {exc}") from None
-        try:
-            self.delay = float(delay)
-        except ValueError:
-            raise BackendError(f"backend 'fake': delay: expected seconds, got {delay!r}") from None
-        self.trace = trace
-        del api_key  # never stored: nothing can leak what is not kept
+    def __init__(self, **model_args: Any) -> None:
+        opts = FakeOptions.parse(model_args, owner=type(self).__name__, backend=self.name)
+        self.output = opts.output
+        self.seed = str(opts.seed)
+        self.batch_size = opts.batch_size
+        self.script = dict(opts.script or {})
+        self.prefer = opts.prefer
+        self.fail = opts.fail
+        self.delay = opts.delay
+        self.trace = opts.trace
+        # api_key is never stored: nothing can leak what is not kept
         self.queue: deque[str] = deque()
         self.received: list[Request] = []
         self.calls = 0

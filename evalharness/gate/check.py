@@ -7,7 +7,8 @@ its rule (gate_config.Rule): an absolute bound on the current value, and a maxim
 counts only when a one-sided paired test (evalharness.stats.paired) finds it significant at `alpha`
 after a multiplicity correction over all the gate's tested checks (Holm by default, so an
 unchanged model fails the whole gate at most `alpha` of the time however many metrics it checks).
-Rendering (console, Markdown, JUnit) lives in gate_render.py; the command in gate_cli.py.
+What makes two runs comparable is checked in comparable.py; rendering (console, Markdown, JUnit)
+lives in render.py; the command in cli/gate.py.
 """
 
 from __future__ import annotations
@@ -21,18 +22,10 @@ from typing import Any, get_args
 import numpy as np
 
 from evalharness.errors import DataError, EvalHarnessError, UsageError
+from evalharness.gate.comparable import check_config_names, examples, fingerprint_problems, sample_problems
 from evalharness.results.rundir import RunDir
 from evalharness.spec.gate import Correction, GateConfig, Rule
 from evalharness.stats.paired import Alternative, as_rows, is_binary, mcnemar_exact, mean_aggregate, paired_bootstrap
-
-# Fingerprint fields that may differ between the two sides: the model is what is compared;
-# a new harness version or bootstrap seed does not change what was asked. Every other field
-# (task_file_hash, prompt_template_hash, num_fewshot, chat_template, and any added later) must
-# match. The sample set is compared id by id from the logs, not by its hash.
-EXPECTED_TO_DIFFER = frozenset({"model_identity_hash", "sample_ids_hash"})
-NOTED_IF_DIFFERENT = frozenset({"harness_version", "seed"})
-# What each sample was asked and what counted as right; must match for shared samples.
-SAMPLE_FIELDS = ("prompt", "choices", "gold", "references")
 
 
 @dataclass(frozen=True)
@@ -110,12 +103,12 @@ def run_gate(
     shared = [t for t in base.tasks if t in cur.tasks]
     problems += [f"{t}: in the baseline but not in the current run" for t in base.tasks if t not in cur.tasks]
     report.notes += [f"{t}: only in the current run; not checked" for t in cur.tasks if t not in base.tasks]
-    _check_config_names(cfg, base, cur, shared)
+    check_config_names(cfg, base, cur, shared)
     paired: dict[str, tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]] = {}
     for task in shared:
-        problems += _fingerprint_problems(task, base.tasks[task], cur.tasks[task], report.notes)
+        problems += fingerprint_problems(task, base.tasks[task], cur.tasks[task], report.notes)
         b_recs, c_recs = base.records(task), cur.records(task)
-        problems += _sample_problems(task, b_recs, c_recs)
+        problems += sample_problems(task, b_recs, c_recs)
         paired[task] = (b_recs, c_recs)
     if problems and not allow_mismatch:
         listing = "\n  ".join(problems)
@@ -182,57 +175,9 @@ def _drop_failure(worse_by: float, rule: Rule, p: float, p_adj: float, alpha: fl
     return (f"drop of {worse_by:.4g}{allowed} is significant (p={p:.3g}{adj} < {alpha:g})",)
 
 
-def _check_config_names(cfg: GateConfig, base: RunDir, cur: RunDir, shared: list[str]) -> None:
-    """A rule for a task or metric the runs do not share is a typo until proven otherwise."""
-    for task, rules in cfg.tasks.items():
-        if task not in shared:
-            raise UsageError(f"gate config: tasks.{task}: not a task of both runs (shared: {', '.join(shared) or 'none'})")
-        metrics = set(base.tasks[task].get("metrics", {})) & set(cur.tasks[task].get("metrics", {}))
-        for metric in rules:
-            if metric not in metrics:
-                raise UsageError(f"gate config: tasks.{task}.{metric}: not a metric of both runs (shared: {', '.join(sorted(metrics))})")
-
-
-def _fingerprint_problems(task: str, base: dict[str, Any], cur: dict[str, Any], notes: list[str]) -> list[str]:
-    fb, fc = base.get("fingerprint") or {}, cur.get("fingerprint") or {}
-    problems: list[str] = []
-    for key in sorted(set(fb) | set(fc)):
-        if key in EXPECTED_TO_DIFFER or fb.get(key) == fc.get(key):
-            continue
-        line = f"{task}: {key} differs: baseline {fb.get(key)!r}, current {fc.get(key)!r}"
-        (notes if key in NOTED_IF_DIFFERENT else problems).append(line)
-    for metric in sorted(set(base.get("metrics", {})) & set(cur.get("metrics", {}))):
-        hb = base["metrics"][metric].get("higher_is_better", True)
-        hc = cur["metrics"][metric].get("higher_is_better", True)
-        if hb != hc:
-            problems.append(f"{task}.{metric}: higher_is_better differs: baseline {hb}, current {hc}")
-    return problems
-
-
 def _number(value: Any) -> float:
     """A results.json number; null (strict JSON for an undefined value) reads as NaN."""
     return math.nan if value is None else float(value)
-
-
-def _examples(ids: list[str], k: int = 3) -> str:
-    shown = ", ".join(ids[:k])
-    return f"{shown}, ..." if len(ids) > k else shown
-
-
-def _sample_problems(task: str, base: dict[str, dict[str, Any]], cur: dict[str, dict[str, Any]]) -> list[str]:
-    problems = []
-    only_b = [i for i in base if i not in cur]
-    only_c = [i for i in cur if i not in base]
-    if only_b:
-        problems.append(f"{task}: {len(only_b)} sample(s) missing from the current run ({_examples(only_b)})")
-    if only_c:
-        problems.append(f"{task}: {len(only_c)} sample(s) not in the baseline ({_examples(only_c)})")
-    for name in SAMPLE_FIELDS:
-        differ = [i for i in base if i in cur and base[i].get(name) != cur[i].get(name)]
-        if differ:
-            n_shared = len(base) - len(only_b)
-            problems.append(f"{task}: {name} differs on {len(differ)} of {n_shared} shared sample(s) ({_examples(differ)})")
-    return problems
 
 
 def _is_judge(entry: dict[str, Any]) -> bool:
@@ -297,7 +242,7 @@ def _task_checks(
         for side, ok in (("baseline", b_ok), ("current run", c_ok)):
             unscored = [i for i in both if i not in ok and i not in unparseable]
             if unscored:
-                notes.append(f"{task}.{metric}: {len(unscored)} sample(s) unscored (failed) in the {side} ({_examples(unscored)})")
+                notes.append(f"{task}.{metric}: {len(unscored)} sample(s) unscored (failed) in the {side} ({examples(unscored)})")
         judge_failures = _judge_notes(task, metric, b_recs, c_recs, rule, notes) if judge else ()
         ids = [i for i in b_recs if i in b_ok and i in c_ok]
         if not ids and judge:  # a judge that never parsed on one side: a failed check, not an unreadable run

@@ -113,6 +113,16 @@ def _resampled_fits(ia: np.ndarray, ib: np.ndarray, sc: np.ndarray, unit: np.nda
     return draws
 
 
+def _units(questions: Sequence[str] | None, n: int) -> tuple[np.ndarray, int]:
+    """The resampling unit of each comparison (its question's index, else its own) and how many units."""
+    if questions is None:
+        return np.arange(n), n
+    if len(questions) != n:
+        raise ValueError(f"questions: {len(questions)} ids for {n} comparisons")
+    units = {q: u for u, q in enumerate(dict.fromkeys(questions))}
+    return np.array([units[q] for q in questions], dtype=int), len(units)
+
+
 def rate(
     comparisons: Sequence[Comparison],
     models: Sequence[str] | None = None,
@@ -133,11 +143,7 @@ def rate(
     ib = np.array([index[b] for _, b, _ in comparisons], dtype=int)
     sc = np.array([float(s) for _, _, s in comparisons], dtype=float)
     n, k = len(sc), len(names)
-    if questions is not None and len(questions) != n:
-        raise ValueError(f"questions: {len(questions)} ids for {n} comparisons")
-    units = {q: u for u, q in enumerate(dict.fromkeys(questions))} if questions is not None else None
-    unit = np.array([units[q] for q in questions], dtype=int) if units is not None and questions is not None else np.arange(n)
-    n_units = len(units) if units is not None else n
+    unit, n_units = _units(questions, n)
     wins, games = _tables(ia, ib, sc, k)
     beta = fit(wins, games, l2) if k else np.zeros(0)
     lows = highs = beta
@@ -166,12 +172,12 @@ def rate(
         "ratings": ratings,
         "win_rate": win_rate,
         "n_comparisons": n,
-        "n_questions": n_units if units is not None else None,
+        "n_questions": n_units if questions is not None else None,
         "scale": "elo",
         "confidence": confidence,
         "resamples": n_resamples if k > 1 and n else 0,
         "seed": seed,
-        "resampled": "questions" if units is not None else "comparisons",
+        "resampled": "questions" if questions is not None else "comparisons",
         "ties": "half a win each",
     }
 

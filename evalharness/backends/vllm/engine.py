@@ -47,15 +47,42 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
-from evalharness.backends.base import Backend, as_bool
+from evalharness.backends.base import Backend
 from evalharness.backends.hf import folder_fingerprint, rolling_windows
+from evalharness.backends.options import Options
 from evalharness.errors import BackendError
 from evalharness.types import GenParams, Request, RequestKind, Response
 
 IMPL_VERSION = 1
 EXECUTOR_BACKENDS = ("mp", "ray", "uni")
+
+
+@dataclass(frozen=True)
+class VLLMOptions(Options):
+    """The vllm backend's model args (see the module docstring). Sizes are positive integers."""
+
+    none_words: ClassVar[frozenset[str]] = frozenset({"", "none"})
+    min_int: ClassVar[int | None] = 1
+    int_error: ClassVar[str] = "vllm backend: {name} must be a positive integer, got {value!r}"
+    min_error: ClassVar[str] = "vllm backend: {name} must be a positive integer, got {value!r}"
+    bool_error: ClassVar[str] = "expected a boolean, got {value!r}"
+
+    pretrained: str
+    revision: str | None = None
+    dtype: str = "auto"
+    max_model_len: int | None = None
+    gpu_memory_utilization: Any = 0.9  # a fraction in (0, 1]: `_fraction`
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    data_parallel_size: int = 1
+    distributed_executor_backend: Any = None  # `_executor_backend`
+    seed: int = field(default=0, metadata={"min": None, "error": "vllm backend: seed must be an integer, got {value!r}"})
+    trust_remote_code: bool = False
+    batch_size: int | Literal["auto"] | None = None
+    chunk_size: int = 1024
 
 
 class VLLMBackend(Backend):
@@ -64,39 +91,22 @@ class VLLMBackend(Backend):
     name = "vllm"
     supports: frozenset[RequestKind] = frozenset({"generate", "loglikelihood", "loglikelihood_rolling"})
 
-    def __init__(
-        self,
-        pretrained: str,
-        revision: str | None = None,
-        dtype: str = "auto",
-        max_model_len: int | str | None = None,
-        gpu_memory_utilization: float | str = 0.9,
-        tensor_parallel_size: int | str = 1,
-        pipeline_parallel_size: int | str = 1,
-        data_parallel_size: int | str = 1,
-        distributed_executor_backend: str | None = None,
-        seed: int | str = 0,
-        trust_remote_code: bool | str = False,
-        batch_size: int | str | None = None,
-        chunk_size: int | str = 1024,
-    ) -> None:
-        self.pretrained = str(pretrained)
+    def __init__(self, **model_args: Any) -> None:
+        opts = VLLMOptions.parse(model_args, owner=type(self).__name__, backend=self.name)
+        self.pretrained = str(opts.pretrained)
         path = os.path.expanduser(self.pretrained)
         self.local_path = os.path.abspath(path) if os.path.isdir(path) else None
-        self.revision = revision or None
-        self.dtype = str(dtype)
-        self.max_model_len = None if _unset(max_model_len) else _positive_int(max_model_len, "max_model_len")
-        self.gpu_memory_utilization = _fraction(gpu_memory_utilization, "gpu_memory_utilization")
-        self.tensor_parallel_size = _positive_int(tensor_parallel_size, "tensor_parallel_size")
-        self.pipeline_parallel_size = _positive_int(pipeline_parallel_size, "pipeline_parallel_size")
-        self.data_parallel_size = _positive_int(data_parallel_size, "data_parallel_size")
-        self.distributed_executor_backend = _executor_backend(distributed_executor_backend)
-        try:
-            self.seed = int(seed)
-        except (TypeError, ValueError):
-            raise BackendError(f"vllm backend: seed must be an integer, got {seed!r}") from None
-        self.chunk_size = _positive_int(chunk_size, "chunk_size")
-        self.trust_remote_code = as_bool(trust_remote_code)
+        self.revision = opts.revision or None
+        self.dtype = str(opts.dtype)
+        self.max_model_len = opts.max_model_len
+        self.gpu_memory_utilization = _fraction(opts.gpu_memory_utilization, "gpu_memory_utilization")
+        self.tensor_parallel_size = opts.tensor_parallel_size
+        self.pipeline_parallel_size = opts.pipeline_parallel_size
+        self.data_parallel_size = opts.data_parallel_size
+        self.distributed_executor_backend = _executor_backend(opts.distributed_executor_backend)
+        self.seed = opts.seed
+        self.chunk_size = opts.chunk_size
+        self.trust_remote_code = opts.trust_remote_code
         gpus_per_engine = self.tensor_parallel_size * self.pipeline_parallel_size
         # GPUs one instance of this backend occupies (what a scheduler such as Ray should reserve).
         self.gpus_per_replica = gpus_per_engine * self.data_parallel_size
@@ -108,8 +118,8 @@ class VLLMBackend(Backend):
                                "for replicas across a Ray cluster use --executor ray")
         # vLLM batches by itself; batch_size only names how many requests the runner sends at once.
         # With replicas, a default call still gives each of them a full chunk.
-        self.batch_size = (self.chunk_size * self.data_parallel_size if _unset(batch_size, "auto")
-                           else _positive_int(batch_size, "batch_size"))
+        self.batch_size = (opts.batch_size if isinstance(opts.batch_size, int)
+                           else self.chunk_size * self.data_parallel_size)
         self.llm: Any = None
         self.tokenizer: Any = None
         self.pool: Any = None
@@ -371,20 +381,6 @@ def _structured(schema: dict[str, Any] | None) -> dict[str, Any]:
     return {"structured_outputs": StructuredOutputsParams(json=schema)}
 
 
-def _unset(value: Any, *also: str) -> bool:
-    return value is None or str(value).strip().lower() in {"", "none", *also}
-
-
-def _positive_int(value: Any, name: str) -> int:
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise BackendError(f"vllm backend: {name} must be a positive integer, got {value!r}")
-    return number
-
-
 def _fraction(value: Any, name: str) -> float:
     try:
         number = float(value)
@@ -396,9 +392,9 @@ def _fraction(value: Any, name: str) -> float:
 
 
 def _executor_backend(value: Any) -> str | None:
-    if _unset(value):
+    text = "" if value is None else str(value).strip().lower()
+    if text in {"", "none"}:
         return None
-    text = str(value).strip().lower()
     if text == "external_launcher":
         raise BackendError("vllm backend: distributed_executor_backend=external_launcher is not supported; "
                            "launch evalharness with torchrun instead (each rank runs its own engine)")
