@@ -3,7 +3,9 @@
 Deterministic "model": a whitespace tokenizer, log-probabilities from a hash of (recent text,
 token), generations from a hash of the prompt. Latency and fault injection: 429 with
 Retry-After, 500, 503, malformed JSON, a 200 without choices, dropped connections, responses
-slower than the client's timeout; `streaks` make chosen requests fail many times in a row. It
+slower than the client's timeout; `streaks` make chosen requests fail many times in a row.
+`/embeddings` answers with `embedder` (texts -> vectors; by default hash vectors), its items in
+reverse order (each with its `index`), or broken on purpose (`embed_fault`). It
 counts calls and the most requests ever in flight, and logs when each answer was sent.
 Binds 127.0.0.1 only.
 """
@@ -18,6 +20,7 @@ import socket
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -67,6 +70,17 @@ def fits(schema: dict[str, Any], prompt: str) -> dict[str, Any]:
     return out
 
 
+def hash_vectors(texts: list[str]) -> list[list[float]]:
+    """Deterministic 8-dimensional vectors of bags of words (no model)."""
+    out = []
+    for text in texts:
+        vec = [0.0] * 8
+        for word in text.lower().split():
+            vec[int(unit("embed", word) * 8)] += 1.0
+        out.append(vec)
+    return out
+
+
 class FakeOpenAIServer:
     """Start with `with FakeOpenAIServer(...) as server:`; `server.url` is the base URL (…/v1)."""
 
@@ -92,6 +106,10 @@ class FakeOpenAIServer:
         self.echo_logprobs = echo_logprobs
         self.bos = bos
         self.fail_if_contains: str | None = None
+        # /embeddings: texts -> vectors (default: hash vectors), and a deliberate defect of every reply:
+        # "count" (one vector short), "nan", "nonlist" (embedding is a string), "badindex" (every index 0)
+        self.embedder: Callable[[list[str]], list[list[float]]] = hash_vectors
+        self.embed_fault: str | None = None
         # A request whose body contains a key fails that many times in a row first (a streak
         # of the fault kinds in `faults`, in turn), then is answered.
         self.streaks: dict[str, int] = {}
@@ -192,6 +210,24 @@ class FakeOpenAIServer:
         return {"id": "chat-1", "object": "chat.completion", "model": body.get("model"),
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                 "usage": usage}
+
+    def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else list(texts or [])
+        vectors: list[Any] = [list(v) for v in self.embedder(texts)]
+        items = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+        if self.embed_fault == "count":
+            items = items[:-1]
+        elif self.embed_fault == "nan" and items:
+            items[0]["embedding"][0] = float("nan")
+        elif self.embed_fault == "nonlist" and items:
+            items[0]["embedding"] = "AAAAAA=="
+        elif self.embed_fault == "badindex":
+            for item in items:
+                item["index"] = 0
+        usage = {"prompt_tokens": sum(len(tokenize(t)) for t in texts)}
+        usage["total_tokens"] = usage["prompt_tokens"]
+        return {"object": "list", "model": body.get("model"), "data": items[::-1], "usage": usage}
 
     @staticmethod
     def _cut(text: str, stop: Any) -> str:
@@ -312,7 +348,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "401":
             self._send(401, b'{"error": {"message": "Incorrect API key provided"}}')
             return
-        if self.path.endswith("/chat/completions"):
+        if self.path.endswith("/embeddings"):
+            payload = srv.embeddings(body)
+        elif self.path.endswith("/chat/completions"):
             payload = srv.chat(body)
         elif self.path.endswith("/completions"):
             payload = srv.completion(body)
@@ -322,6 +360,6 @@ class _Handler(BaseHTTPRequestHandler):
         with srv._lock:
             srv.ok += 1
         self._send(200, json.dumps(payload).encode())
-        prompt = body.get("prompt") if "prompt" in body else json.dumps(body.get("messages"))
+        prompt = body.get("prompt") if "prompt" in body else json.dumps(body.get("messages", body.get("input")))
         with srv._lock:
             srv.replies.append((time.monotonic(), str(prompt)))

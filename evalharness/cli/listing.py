@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import get_args
 
 from evalharness.cli.args import Command
 from evalharness.errors import EvalHarnessError
@@ -17,7 +18,7 @@ def handle(args: argparse.Namespace) -> int:
 
     if args.what in {"tasks", "all"}:
         from evalharness.data.samples import read_rows, resolve_path
-        from evalharness.spec.task import load_task_file
+        from evalharness.spec.task import TaskKind, load_task_file
 
         # one row per task: name, canonical source, rows available offline, license, metrics
         by_kind: dict[str, list[tuple[str, ...]]] = {}
@@ -49,6 +50,8 @@ def handle(args: argparse.Namespace) -> int:
         for kind in sorted(by_kind):
             print(f"  {kind}:")
             print("\n".join(line(r) for r in by_kind[kind]))
+        for kind in sorted(set(get_args(TaskKind)) - set(by_kind)):  # kinds a task file of your own can use
+            print(f"  {kind}:\n    (no built-in task; write a task file with kind: {kind}, see the README)")
         if invalid:
             print("  invalid:\n" + "\n".join(invalid))
     if args.what in {"groups", "all"}:

@@ -58,9 +58,9 @@ def evaluate(cfg: RunConfig) -> dict[str, Any]:
     started = time.time()
     check_resamples(cfg.bootstrap_resamples)  # refused before any model work, not after it
     launch, model_args = _launch(cfg)
-    retrieval = [t.spec.name for t in cfg.tasks if t.spec.kind == "retrieval"]
-    if retrieval and (launch is not None or cfg.executor == "ray"):  # every rank refuses alike, before any work
-        raise UsageError(f"retrieval task(s) {', '.join(retrieval)} run in one process; run them without a launcher or Ray")
+    embedding = [t.spec.name for t in cfg.tasks if t.spec.kind in ("retrieval", "sts")]
+    if embedding and (launch is not None or cfg.executor == "ray"):  # every rank refuses alike, before any work
+        raise UsageError(f"embedding task(s) {', '.join(embedding)} run in one process; run them without a launcher or Ray")
     backend = load_backend(cfg.model, model_args)
     check_output(cfg)
     cache = open_cache(cfg)
@@ -124,6 +124,10 @@ def evaluate_task(task: LoadedTask, backend: Backend, cache: ResponseCache | Nul
         from evalharness.execution.retrieval import evaluate_retrieval
 
         return evaluate_retrieval(task, backend, cache, cfg, executor)
+    if task.spec.kind == "sts":  # embed both texts of each pair, cosine against the gold scores (execution/sts.py)
+        from evalharness.execution.sts import evaluate_sts
+
+        return evaluate_sts(task, backend, cache, cfg, executor)
     started = time.time()
     metrics = metrics_for(task)
     if any(m.name == "judge" for m in task.spec.metrics):

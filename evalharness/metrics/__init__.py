@@ -43,6 +43,9 @@ _BUILTIN: dict[str, str] = {
     "pass_at_k": "passk:pass_at_k",
     "pass@1": "passk:pass_at_1",
     "pass@10": "passk:pass_at_10",
+    # semantic textual similarity (kind: sts): correlation of the pairs' cosines with the gold scores
+    "spearman": "sts:spearman",
+    "pearson": "sts:pearson",
     # TruthfulQA MC2 (lm-eval truthfulqa_mc2): probability mass on the true answers
     "mc2": "truthfulqa:mc2",
 }

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from evalharness.spec.loader import Strict, load_text, parse_yaml, read_text  # noqa: F401  (parse_yaml, read_text: re-exported)
 
-TaskKind = Literal["generate", "multiple_choice", "perplexity", "retrieval"]
+TaskKind = Literal["generate", "multiple_choice", "perplexity", "retrieval", "sts"]
 
 
 class SourceSpec(Strict):
@@ -148,6 +148,16 @@ class RetrievalSpec(Strict):
         return self
 
 
+class StsSpec(Strict):
+    """A semantic textual similarity task (kind: sts): each row is a pair of texts with a gold
+    similarity; the model embeds both (`embed` requests) and the pair's cosine is compared with
+    the gold scores by rank correlation (execution/sts.py, metric `spearman`)."""
+
+    sentence1: str = "sentence1"
+    sentence2: str = "sentence2"
+    score: str = "score"
+
+
 class MetricSpec(Strict):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
@@ -166,6 +176,7 @@ class TaskSpec(Strict):
     multiple_choice: ChoiceSpec | None = None
     generate: GenerateSpec | None = None
     retrieval: RetrievalSpec | None = None
+    sts: StsSpec | None = None
     extract: ExtractSpec = Field(default_factory=ExtractSpec)
     metrics: list[MetricSpec]
     tags: list[str] = Field(default_factory=list)
@@ -194,6 +205,10 @@ class TaskSpec(Strict):
                 object.__setattr__(self, "generate", GenerateSpec())
         if (self.kind == "retrieval") != (self.retrieval is not None):
             raise ValueError("retrieval: required for retrieval tasks, and only for them")
+        if self.kind == "sts" and self.sts is None:
+            object.__setattr__(self, "sts", StsSpec())
+        if self.kind != "sts" and self.sts is not None:
+            raise ValueError("sts: only for sts tasks (kind: sts)")
         if self.kind == "perplexity" and self.document is None:
             raise ValueError("document: required for perplexity tasks (the field holding the text)")
         return self
