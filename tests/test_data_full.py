@@ -57,3 +57,48 @@ def test_data_flag_rejects_bad_values(tmp_path: Path, capsys: pytest.CaptureFixt
     task = _task(tmp_path, "x/y")
     assert main(["run", "--model", "fake", "--tasks", str(task), "--data", "everything"]) == 2
     assert "--data: expected sample, full" in capsys.readouterr().err
+
+
+def test_builtin_sample_console_and_report_mark_the_full_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """hellaswag's vendored 1,000 rows are marked against the 10,042 of its validation split; arc_easy's
+    copy is the whole split (570 rows), so it is recorded as full and not marked."""
+    from evalharness.report.html import render_html
+
+    out = tmp_path / "run"
+    assert main(["run", "--model", "fake", "--tasks", "hellaswag,arc_easy", "--limit", "5", "--no-progress",
+                 "--cache-dir", str(tmp_path / "c"), "--output", str(out)]) == 0
+    console = capsys.readouterr().out
+    assert "hellaswag: scored on a sample of Rowan/hellaswag, 1,000 of 10,042 rows" in console
+    assert "arc_easy:" not in console and "full size not recorded" not in console
+    tasks = json.loads((out / "results.json").read_text())["tasks"]
+    assert tasks["hellaswag"]["data"] == {"source": "sample", "rows": 1000, "of": 10042}
+    assert tasks["arc_easy"]["data"] == {"source": "full", "rows": 570, "of": 570}
+    html = render_html([out])
+    assert html.count('class="sample-badge">sample: 1,000 of 10,042 rows<') == 2  # acc and acc_norm cells
+    assert "† hellaswag (" in html and "570 of 570" not in html and "† arc_easy" not in html
+
+
+def test_local_data_report_has_no_sample_marking(tmp_path: Path) -> None:
+    from evalharness.report.html import render_html
+
+    out = tmp_path / "run"
+    assert main(["run", "--model", "fake", "--tasks", str(FIXTURES / "mc.yaml"), "--no-progress",
+                 "--cache-dir", str(tmp_path / "c"), "--output", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["tasks"]["toy_mc"]["data"]["source"] == "local"
+    html = render_html([out])
+    assert "sample-badge\">" not in html and "sample-notes\"" not in html and "scored on a sample" not in html
+
+
+def test_group_data_sums_members_and_the_report_marks_the_group(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from evalharness.report.html import render_html
+
+    out = tmp_path / "run"
+    assert main(["run", "--model", "fake", "--tasks", "mmlu", "--limit", "1", "--no-progress",
+                 "--cache-dir", str(tmp_path / "c"), "--output", str(out)]) == 0
+    console = capsys.readouterr().out
+    assert "mmlu (group): scored on a sample, 1,430 of 14,042 rows" in console
+    assert "mmlu_anatomy:" not in console  # the group's note stands for its 57 members
+    groups = json.loads((out / "results.json").read_text())["groups"]
+    assert groups["mmlu"]["data"] == {"source": "sample", "rows": 1430, "of": 14042}
+    html = render_html([out])
+    assert "sample: 1,430 of 14,042 rows" in html and "† mmlu (group) (" in html

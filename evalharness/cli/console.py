@@ -73,5 +73,10 @@ def summary_table(results: dict[str, Any]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     from evalharness.data.full import sample_note
 
-    notes = [sample_note(name, t.get("data") or {}, t.get("source")) for name, t in results["tasks"].items()]
+    groups = results.get("groups") or {}
+    group_notes = {name: sample_note(f"{name} (group)", g.get("data") or {}) for name, g in groups.items()}
+    grouped = {m for name, g in groups.items() if group_notes[name] for m in g.get("members") or []}
+    # a group's note stands for its members (MMLU: one line, not 57)
+    notes = [sample_note(name, t.get("data") or {}, t.get("source")) for name, t in results["tasks"].items() if name not in grouped]
+    notes += list(group_notes.values())
     return "\n".join(lines + [f"note: {n}" for n in notes if n])

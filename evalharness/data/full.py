@@ -74,14 +74,34 @@ def data_entry(task: LoadedTask, rows: int) -> dict[str, Any]:
         return {"source": "full" if src.hub else "hub", "rows": rows, "of": rows}
     if src.hub is None:
         return {"source": "local", "rows": rows, "of": rows}
+    if src.rows is not None and rows >= src.rows:  # the vendored copy holds the whole split (ARC, HumanEval, ...)
+        return {"source": "full", "rows": rows, "of": src.rows}
     return {"source": "sample", "rows": rows, "of": src.rows}
 
 
-def sample_note(name: str, entry: Mapping[str, Any], source: Mapping[str, Any] | None = None) -> str | None:
-    """`arc_easy: sample of 570 rows of allenai/ai2_arc ...` for a score on a vendored sample, else None."""
-    if entry.get("source") != "sample":
+def sample_size(entry: Mapping[str, Any]) -> str | None:
+    """`1,000 of 10,042 rows` for a results.json `data` entry on a sample, else None (full or local data)."""
+    if entry.get("source") != "sample" or not isinstance(entry.get("rows"), int):
         return None
     of = entry.get("of")
-    size = f"{entry['rows']:,} of {of:,}" if of else f"{entry['rows']:,} rows (full size not recorded)"
+    return f"{entry['rows']:,} of {of:,} rows" if isinstance(of, int) else f"{entry['rows']:,} rows (full size not recorded)"
+
+
+def sample_note(name: str, entry: Mapping[str, Any], source: Mapping[str, Any] | None = None) -> str | None:
+    """`hellaswag: scored on a sample of Rowan/hellaswag, 1,000 of 10,042 rows; ...` for a sample score, else None."""
+    size = sample_size(entry)
+    if size is None:
+        return None
     hub = f" of {source['hub']}" if source and source.get("hub") else ""
     return f"{name}: scored on a sample{hub}, {size}; --data full scores the whole split"
+
+
+def group_data(entries: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """A group's `data`: its members' rows and full sizes summed; `sample` when any member is one."""
+    if not entries or any(not isinstance(e.get("rows"), int) for e in entries):
+        return None
+    of = [o for e in entries if isinstance(o := e.get("of"), int)]
+    sources = {e.get("source") for e in entries}
+    source = "sample" if "sample" in sources else "local" if sources == {"local"} else "full"
+    return {"source": source, "rows": sum(int(e["rows"]) for e in entries),
+            "of": sum(of) if len(of) == len(entries) else None}

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalharness.data.full import group_data, sample_size
 from evalharness.errors import DataError, UsageError
 from evalharness.results.rundir import RunDir
 
@@ -93,6 +94,7 @@ class Cell:
     n: int
     best: bool = False
     rank: float | None = None
+    sample: str | None = None  # `1,000 of 10,042 rows` when the score is on a vendored sample, not the benchmark
 
 
 @dataclass
@@ -117,6 +119,15 @@ class Leaderboard:
                 out.append((c.task, 1))
         return out
 
+    def sample_notes(self) -> list[tuple[str, str, str]]:
+        """(entry, run label, `1,000 of 10,042 rows`) for every score on a sample, once per entry and run."""
+        seen: dict[tuple[str, str], str] = {}
+        for row in self.rows:
+            for c, cell in zip(self.columns, row.cells, strict=True):
+                if cell is not None and cell.sample:
+                    seen.setdefault((f"{c.task} (group)" if c.is_group else c.task, row.run.label), cell.sample)
+        return [(task, run, size) for (task, run), size in seen.items()]
+
 
 def _ranks(values: list[float | None], higher_is_better: bool) -> list[float | None]:
     """1 = best; ties share their average rank; missing values get no rank."""
@@ -137,6 +148,15 @@ def _ranks(values: list[float | None], higher_is_better: bool) -> list[float | N
 def _entry(run: Run, name: str, is_group: bool) -> dict[str, Any]:
     entry = (run.groups if is_group else run.tasks).get(name)
     return entry if isinstance(entry, dict) and isinstance(entry.get("metrics"), dict) else {}
+
+
+def _sample(run: Run, name: str, is_group: bool) -> str | None:
+    """How much of the full split a task's (or group's) score covers, when it is a sample; None otherwise."""
+    entry = _entry(run, name, is_group)
+    data = entry.get("data")
+    if is_group and not isinstance(data, dict):  # results written before groups carried `data`
+        data = group_data([t.get("data") or {} for m in entry.get("members") or [] if isinstance(t := run.tasks.get(m), dict)])
+    return sample_size(data) if isinstance(data, dict) else None
 
 
 def top_level(runs: list[Run]) -> tuple[list[str], list[str]]:
@@ -172,7 +192,8 @@ def leaderboard(runs: list[Run], groups: list[str] | None = None, tasks: list[st
         for c in columns:
             m = _entry(run, c.task, c.is_group).get("metrics", {}).get(c.metric)
             cells.append(None if m is None else
-                         Cell(finite(m.get("value")), finite(m.get("ci_low")), finite(m.get("ci_high")), int(m.get("n") or 0)))
+                         Cell(finite(m.get("value")), finite(m.get("ci_low")), finite(m.get("ci_high")), int(m.get("n") or 0),
+                              sample=_sample(run, c.task, c.is_group)))
         rows.append(Row(run, cells))
     for j, c in enumerate(columns):
         col = [r.cells[j] for r in rows]

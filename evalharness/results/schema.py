@@ -11,7 +11,7 @@
       model           {backend, args (redacted), identity, name?}
       config          seed, bootstrap_resamples, confidence, ... (what produced the numbers)
       tasks           {<task>: TaskResult}
-      groups?         {<group>: {metrics, members, ...}}
+      groups?         {<group>: {metrics, members, data?, ...}}: data sums the members' rows and full sizes
       usage?          {model, judge}: token and cost totals
       duration_s      wall-clock seconds of the whole run
 """
@@ -65,6 +65,7 @@ class TaskResult(TypedDict, total=False):
     samples_file: str
     source: dict[str, Any]
     data: dict[str, Any]  # {source: sample|full|local, rows: N, of: M or null}: a vendored sample is marked as one
+    # (a vendored copy that holds the whole split, `of` rows, is `full`)
     usage: dict[str, Any]
     judge_usage: dict[str, Any]
     corpus_size: int  # retrieval tasks: the number of corpus texts ranked per query

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from evalharness.data.full import group_data
 from evalharness.results.schema import CONFIDENCE
 from evalharness.results.store import read_jsonl_tolerant, samples_path
 from evalharness.spec.group import ResolvedGroup
@@ -104,6 +105,9 @@ def group_entry(group: ResolvedGroup, results: dict[str, Any], run_dir: Path, se
             res.update({"metric": metric, "aggregate": agg, "n_tasks": len(used)})
             entry["metrics"][f"{metric}_{agg}"] = res
         entry["n_samples"] = n
+    data = group_data([tasks[m].get("data") or {} for m in present])
+    if data is not None:  # a group of samples is marked as one, like its members
+        entry["data"] = data
     if group.subgroups:
         entry["subgroups"] = [s.name for s in group.subgroups]
     if notes:
