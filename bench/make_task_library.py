@@ -108,6 +108,7 @@ source:
   hub: cais/mmlu
   config: {subject}
   split: test
+  rows: {total}
   license: MIT
   attribution: >-
     Hendrycks, Burns, Basart, Zou, Mazeika, Song, Steinhardt (2021), "Measuring Massive Multitask

@@ -12,8 +12,8 @@ unshared path: each question's context computed once with its choices, no few-sh
 * mmlu3: MMLU 5-shot, high_school_psychology, sociology, college_biology (all vendored rows: 91
   questions): today, new, and lm-eval 0.4.13 on its own MMLU task files pointed at the same rows
   (bench/lmeval/parity.py's local copies); per-subject acc and per-choice log-likelihoods compared.
-* group: the mmlu subjects (every `--group-every`-th of the 57, all by default): today vs new, acc
-  per subject and the group's tokens.
+* group: the mmlu subjects (every `--group-every`-th of the 57, all by default): today vs new in
+  ABBA order over two halves of the subjects, acc per subject and the group's tokens.
 * parity: bench/lmeval/parity.py's MMLU rows (its 4 subjects, first 20 questions), new path vs lm-eval.
 * gsm8k: GSM8K 8-shot chain of thought, the first `--gsm8k-n` questions: today vs new, generations
   compared one by one.
@@ -124,15 +124,30 @@ def part_mmlu3(work: Path, batch: int) -> dict[str, Any]:
             "new_vs_today": same_scores(today, new), "new_vs_lmeval": vs_lmeval}
 
 
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two commands' runs as one: times and token counts added, tasks united."""
+    usage = {k: a["usage"].get(k, 0) + b["usage"].get(k, 0) for k in ("tokens_requested", "tokens_computed")}
+    return {"wall_s": a["wall_s"] + b["wall_s"], "tasks": {**a["tasks"], **b["tasks"]}, "usage": usage,
+            "load": [a["load_before"], b["load_before"]]}
+
+
 def part_group(work: Path, batch: int, every: int) -> dict[str, Any]:
+    """Today vs new on the mmlu subjects, in ABBA order so that a load that drifts over the ~25
+    minutes falls on both sides alike: today on half 1, new on half 1, new on half 2, today on half 2
+    (halves: alternate subjects), each side's two commands added."""
     subjects = sorted(p.stem for p in (ROOT / "tasks").glob("mmlu_*.yaml"))[::every]
-    today = ours(subjects, work / "group_today", reuse=False, batch=batch)
-    new = ours(subjects, work / "group_new", reuse=True, batch=batch)
+    halves = [subjects[0::2], subjects[1::2]]
+    today1 = ours(halves[0], work / "group_today1", reuse=False, batch=batch)
+    new1 = ours(halves[0], work / "group_new1", reuse=True, batch=batch)
+    new2 = ours(halves[1], work / "group_new2", reuse=True, batch=batch)
+    today2 = ours(halves[1], work / "group_today2", reuse=False, batch=batch)
+    today, new = _merge(today1, today2), _merge(new1, new2)
     cmp = same_scores(today, new)
     n = sum(len(t["samples"]) for t in new["tasks"].values())
-    return {"subjects": len(subjects), "questions": n, "today_s": today["wall_s"], "new_s": new["wall_s"],
-            "new_over_today": new["wall_s"] / today["wall_s"], "load": [today["load_before"], new["load_before"],
-                                                                      new["load_after"]],
+    return {"subjects": len(subjects), "questions": n, "order": "ABBA (today1, new1, new2, today2)",
+            "today_s": today["wall_s"], "new_s": new["wall_s"], "new_over_today": new["wall_s"] / today["wall_s"],
+            "halves": {"today": [today1["wall_s"], today2["wall_s"]], "new": [new1["wall_s"], new2["wall_s"]]},
+            "load": {"today": today["load"], "new": new["load"], "end": today2["load_after"]},
             "tokens_today": tokens(today), "tokens_new": tokens(new),
             "acc_identical": all(c["metrics_equal"] for c in cmp.values()),
             "predictions_changed": sum(len(c["changed"]) for c in cmp.values()),
