@@ -12,12 +12,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-from evalharness.cli import annotate, arena, gate, listing, report, run, score
+from evalharness.cli import annotate, arena, completion, gate, listing, report, run, score
 from evalharness.cli.args import Command, Parser
 from evalharness.errors import EvalHarnessError
 from evalharness.version import __version__
 
-COMMANDS: dict[str, Command] = {c.COMMAND.name: c.COMMAND for c in (run, listing, report, gate, score, arena, annotate)}
+COMMANDS: dict[str, Command] = {c.COMMAND.name: c.COMMAND
+                                for c in (run, listing, report, gate, score, arena, annotate, completion)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, cmd in COMMANDS.items():
-        cmd.add_arguments(sub.add_parser(name, help=cmd.help, description=cmd.help))
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        cmd.add_arguments(p)
+        if cmd.wants_parser:
+            p.set_defaults(root_parser=parser)
     return parser
 
 

@@ -22,6 +22,8 @@ class Command:
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     handler: Handler
+    # The handler reads the whole command line's parser as `args.root_parser` (shell completion does).
+    wants_parser: bool = False
 
 
 class Parser(argparse.ArgumentParser):
