@@ -58,6 +58,8 @@ def test_wheel_in_a_fresh_venv_works_outside_the_checkout(tmp_path: Path) -> Non
     assert "site-packages" in where and "_builtin" in where
     assert "usage: evalharness" in _sh([str(bin_ / "python"), "-m", "evalharness", "--help"], env, home).stdout
     assert "arc_easy" in _sh([str(bin_ / "evalharness"), "list", "tasks"], env, home).stdout
+    # shell completion from the installed package (shtab comes with it), built-in task names included
+    assert " arc_easy " in _sh([str(bin_ / "evalharness"), "completion", "bash"], env, home).stdout
     # a built-in judge on a predictions file
     (home / "p.jsonl").write_text(json.dumps({"id": "a", "prediction": "Paris", "prompt": "Capital of France?"}) + "\n")
     _sh([str(bin_ / "evalharness"), "score", "--predictions", "p.jsonl", "--judge", "mt_bench_single", "--judge-model", "fake",
