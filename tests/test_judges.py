@@ -105,17 +105,19 @@ def test_neutralize_defuses_verdict_tokens_and_delimiters() -> None:
 def test_builtin_judges_validate_and_render() -> None:
     paths = builtin_judge_paths()
     assert {"mt_bench_single", "mt_bench_pairwise", "reference_guided", "rubric_helpfulness", "ranking", "faithfulness",
-            "answer_relevance", "context_relevance", "harmlessness"} <= set(paths)
+            "faithfulness_rating", "answer_relevance", "context_relevance", "harmlessness"} <= set(paths)
     modes = set()
     for path in paths.values():
         spec = load_judge_file(path).spec
         modes.add(spec.mode)
         assert spec.biases, f"{path.name} documents no biases"
-        item = JudgeItem("1", ("first", "second", "third"), question="Q?", reference="R", context="C")
+        item = JudgeItem("1", ("first", "second", "third"), question="Q?", reference="R", context="C", claim="one claim")
         n = 3 if spec.mode == "ranking" else 2 if spec.mode == "pairwise" else 1
         req = _request(spec, item, tuple(range(n)), 0, chat=False)
         # a per-context judge (context_relevance) judges the passage against the question, not the answer
         assert ("[The Start of Passage]\nC\n" if spec.per == "context" else "first") in (req.prompt or "")
+        # a per-claim judge (faithfulness) judges one claim, with the whole answer beside it
+        assert ("[The Start of Claim]\none claim\n" in (req.prompt or "")) == (spec.per == "claim")
     assert modes == {"single", "reference", "rubric", "pairwise", "ranking"}
 
 

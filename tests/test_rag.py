@@ -18,6 +18,7 @@ from tests.openai_fixture_server import FakeOpenAIServer
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "rag_predictions.jsonl"
 ROWS = [json.loads(line) for line in EXAMPLE.read_text().splitlines()]
 RELEVANT_TEXTS = {c["text"] for r in ROWS for c in r["contexts"] if c["id"] in r["relevant_ids"]}
+UNSUPPORTED_CLAIMS = {"I do not know.", "The 2012 Act took that power away."}  # row 4 holds a supported claim too
 
 
 def _between(prompt: str, what: str) -> str:
@@ -27,7 +28,8 @@ def _between(prompt: str, what: str) -> str:
 
 
 class ScriptedJudge(FakeOpenAIServer):
-    """Known verdicts. context_relevance: 5 for the relevant passage, else 1. faithfulness: 1 for the
+    """Known verdicts. context_relevance: 5 for the relevant passage, else 1. faithfulness (per claim):
+    0 for the refusal and for row 4's invented second claim, else 1. faithfulness_rating: 1 for the
     refusal, else 5. answer_relevance: 1 for the refusal, no verdict at all for the Scotland question."""
 
     def chat(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -35,6 +37,9 @@ class ScriptedJudge(FakeOpenAIServer):
         answer = _between(prompt, "Answer") if "[The Start of Answer]" in prompt else ""
         if "[The Start of Passage]" in prompt:
             text = "Relevant. [[5]]" if _between(prompt, "Passage") in RELEVANT_TEXTS else "Unrelated. [[1]]"
+        elif "[The Start of Claim]" in prompt:
+            assert "[1] " in _between(prompt, "Context") and "[2] " in _between(prompt, "Context")
+            text = "Not stated. [[0]]" if _between(prompt, "Claim") in UNSUPPORTED_CLAIMS else "Stated. [[1]]"
         elif "[The Start of Context]" in prompt:
             assert "[1] " in _between(prompt, "Context") and "[2] " in _between(prompt, "Context")
             text = "[[1]]" if answer == "I do not know." else "All supported. [[5]]"
@@ -49,7 +54,7 @@ class ScriptedJudge(FakeOpenAIServer):
 
 def _score(tmp_path: Path, preds: Path, out: str, server: ScriptedJudge) -> dict[str, Any]:
     argv = ["score", "--predictions", str(preds), "--metrics", "recall@1,recall@2,mrr@10,ndcg@10,map",
-            "--judge", "faithfulness,answer_relevance,context_relevance", "--judge-model", "openai-chat",
+            "--judge", "faithfulness,faithfulness_rating,answer_relevance,context_relevance", "--judge-model", "openai-chat",
             "--judge-model-args", f"model=judge,base_url={server.url},max_retries=1,backoff_base=0.01",
             "--no-cache", "--task-name", "rag", "--output", str(tmp_path / out)]
     assert main(argv) == 0
@@ -78,7 +83,12 @@ def test_rag_file_scored_with_retrieval_metrics_and_the_triad(tmp_path: Path, mo
     cr = metrics["context_relevance"]
     assert cr["value"] == 3.0 and cr["n"] == 4  # (5 + 1) / 2 for every row
     assert cr["contexts"] == {"n": 8, "n_parsed": 8, "n_unparseable": 0, "n_errors": 0}
-    assert metrics["faithfulness"]["value"] == 4.0  # 5, 5, 1 (the refusal), 5
+    faith = metrics["faithfulness"]  # the share of claims supported: 1, 1, 0 (the refusal), 1 of 2
+    assert faith["value"] == 0.625 and faith["n"] == 4 and faith["scale"] == [0.0, 1.0]
+    assert faith["claims"] == {"n": 5, "n_parsed": 5, "n_unparseable": 0, "n_errors": 0,
+                               "n_answers_without_claims": 0, "n_answers_merged": 0}
+    assert metrics["faithfulness_rating"]["value"] == 4.0  # the holistic rating: 5, 5, 1 (the refusal), 5
+    assert metrics["faithfulness_rating"]["scale"] == [1.0, 5.0]
     ar = metrics["answer_relevance"]
     assert ar["value"] == pytest.approx(11 / 3) and ar["n"] == 3 and ar["n_unparseable"] == 1  # never a minimum
     records = [json.loads(x) for x in (tmp_path / "run" / "samples" / "rag.jsonl").read_text().splitlines()]
@@ -86,6 +96,10 @@ def test_rag_file_scored_with_retrieval_metrics_and_the_triad(tmp_path: Path, mo
     assert records[1]["score_details"]["context_relevance"]["contexts"] == [{"status": "parsed", "value": 1.0},
                                                                              {"status": "parsed", "value": 5.0}]
     assert records[0]["retrieved_ids"] == [c["id"] for c in ROWS[0]["contexts"]]
+    assert records[3]["scores"]["faithfulness"] == 0.5
+    assert records[3]["score_details"]["faithfulness"]["claims"] == [
+        {"claim": "The Scottish Parliament can alter income tax by up to 3 pence in the pound.", "status": "parsed", "value": 1.0},
+        {"claim": "The 2012 Act took that power away.", "status": "parsed", "value": 0.0}]
 
 
 def test_rag_run_is_gated(tmp_path: Path) -> None:
@@ -120,11 +134,19 @@ def test_bad_rag_rows_name_the_field(tmp_path: Path) -> None:
         read_predictions(bad)
 
 
-def _per_context_metric(backend: Any, **over: Any) -> Any:
+def test_a_rag_row_needs_no_reference(tmp_path: Path) -> None:
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"question": "q", "answer": "a", "contexts": ["c"]}) + "\n")
+    samples, outputs = read_predictions(preds)
+    assert samples[0].references == () and outputs[0].generations == ("a",)
+
+
+def bound_judge(name: str, backend: Any, **over: Any) -> Any:
+    """A built-in judge as a metric, with spec fields overridden, bound to `backend` (no cache)."""
     from evalharness.execution.cache import NullCache
     from evalharness.judging.metric import JudgeMetric
 
-    data = find_judge("context_relevance").spec.model_dump()
+    data = find_judge(name).spec.model_dump()
     data.update(over)
     metric = JudgeMetric(JudgeSpec.model_validate(data))
     metric.bind(backend, NullCache())
@@ -146,7 +168,7 @@ def test_per_context_unparseable_accounting() -> None:
         passage = _between(prompt, "Passage")
         return {"GOOD": "[[5]]", "BAD": "[[2]]"}.get(passage, "no rating")
 
-    metric = _per_context_metric(Judge(reply))
+    metric = bound_judge("context_relevance", Judge(reply))
     samples, outputs = _rag_samples()
     scores = metric.score_batch(samples, outputs)
     assert scores[0].value == 3.5 and scores[0].stats == (3.5, 1.0)  # the unparseable context is left out, not a 1
@@ -164,7 +186,7 @@ def test_per_context_likelihood_verdicts() -> None:
         best = "[[4]]" if "GOOD" in prompt else "[[1]]"
         return 0.0 if continuation.strip() == best else -5.0
 
-    metric = _per_context_metric(LLJudge(score), verdict={"method": "likelihood"})
+    metric = bound_judge("context_relevance", LLJudge(score), verdict={"method": "likelihood"})
     samples, outputs = _rag_samples()
     scores = metric.score_batch(samples, outputs)
     assert [s.value for s in scores] == [2.0, 1.0]  # (4 + 1 + 1) / 3, then 1

@@ -110,10 +110,12 @@ def _judge_rows() -> list[tuple[str, ...]]:
         needs += [f"{what} (field {field})" for what, field in (("question", spec.inputs.question),
                                                                ("reference", spec.inputs.reference),
                                                                ("context", spec.inputs.context)) if field]
+        if spec.per == "context":
+            needs.append(f"retrieved contexts (list column {spec.inputs.contexts})")
         if spec.mode == "pairwise":
             needs.append(f"a baseline answer (column {spec.inputs.baseline})")
         scale = f"{spec.scale.min}-{spec.scale.max}" if spec.mode in {"single", "reference"} else "-"
-        mode = f"{spec.mode}, per context" if spec.per == "context" else str(spec.mode)
+        mode = f"{spec.mode}, per {spec.per}" if spec.per != "sample" else str(spec.mode)
         rows.append((name, mode, scale, spec.verdict.method, ", ".join(needs)))
     return rows
 

@@ -117,10 +117,13 @@ def _rag_row(row: dict[str, Any], where: str, index: int) -> dict[str, Any]:
                 ids.append(str(ctx["id"]))
         else:
             texts.append("" if ctx is None else str(ctx))
+    as_texts(row["answer"], where, "answer")  # a null answer is named as the RAG row names it, not "prediction"
     out = {k: v for k, v in row.items() if k not in {"answer", "reference", "contexts"}}
     out.setdefault("id", index + 1)
     out["prediction"] = row["answer"]
-    out["references"] = row.get("reference", row.get("references"))
+    refs = row.get("reference", row.get("references"))
+    if refs is not None:  # optional in a RAG row; an absent one is not a null reference
+        out["references"] = refs
     out["prompt"] = row["question"]
     out["contexts"] = texts
     out["context"] = "\n\n".join(f"[{j + 1}] {t}" for j, t in enumerate(texts))

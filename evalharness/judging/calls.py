@@ -17,6 +17,7 @@ class JudgeItem:
     question: str = ""
     reference: str | None = None
     context: str | None = None
+    claim: str | None = None  # per: claim judges: the one claim of answers[0] being judged
 
 
 @dataclass

@@ -78,6 +78,7 @@ def _fields(spec: JudgeSpec, item: JudgeItem, order: tuple[int, ...]) -> dict[st
         "answers": [{"label": lab, "text": t} for lab, t in zip(labels(len(answers)), answers, strict=True)],
         "reference": neutralize(item.reference) if item.reference is not None else None,
         "context": neutralize(item.context) if item.context is not None else None,
+        "claim": neutralize(item.claim) if item.claim is not None else None,
         "criteria": [{"name": c.name, "description": c.description, "min": c.scale.min, "max": c.scale.max} for c in spec.criteria],
         "scale_min": spec.scale.min,
         "scale_max": spec.scale.max,

@@ -9,12 +9,20 @@ resample) is the mean over parsed verdicts only: an unparseable verdict is never
 `summary(scores)` adds what a plain MetricResult lacks: `n` (parsed), `n_unparseable`, the
 unparseable rate, position consistency (pairwise), agreement across repeats (`flaky` items) and
 agreement with human labels (a `human_label` column) where present.
+
+`per: context` and `per: claim` judges give one verdict per unit of a sample (each retrieved
+context; each claim of the answer, judging/claims.py): one JudgeItem per unit, judged like any
+other item (likelihood verdicts, repeats, the one retry), then `combine_units` makes the sample's
+value the mean of its parsed unit verdicts. Its details list every unit (`contexts` / `claims`:
+status, value, the claim's text, the reason a verdict failed) and the results entry counts them.
+An answer without claims has nothing to judge: the sample is unparseable with that reason.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -24,6 +32,7 @@ from evalharness.errors import DataError, UsageError
 from evalharness.execution.cache import NullCache, ResponseCache
 from evalharness.judging.agreement import cohen_kappa, krippendorff_alpha, percent_agreement
 from evalharness.judging.calls import JudgeItem, Judgment
+from evalharness.judging.claims import split_claims
 from evalharness.judging.engine import judge_items
 from evalharness.metrics.base import Metric
 from evalharness.spec.judge import JudgeSpec, find_judge
@@ -83,39 +92,71 @@ def item_for(spec: JudgeSpec, sample: Sample, output: Output) -> JudgeItem:
     )
 
 
-def context_items(spec: JudgeSpec, samples: Sequence[Sample], outputs: Sequence[Output]) -> tuple[list[JudgeItem], list[int]]:
-    """`per: context` judging: one item per (sample, retrieved context), and each item's sample index."""
+# `per` -> the key of a sample's per-unit verdicts in its details and of their counts in results
+UNIT_KEYS = {"context": "contexts", "claim": "claims"}
+NO_CLAIMS = "the answer makes no claims (it is empty, or only punctuation): nothing to judge"
+
+
+def _contexts(spec: JudgeSpec, sample: Sample) -> list[str]:
+    contexts = sample.fields.get(spec.inputs.contexts)
+    if isinstance(contexts, np.ndarray):  # Parquet / Arrow lists
+        contexts = contexts.tolist()
+    if not isinstance(contexts, (list, tuple)) or not contexts:
+        raise DataError(f"judge {spec.name}: sample {sample.id!r} needs a non-empty list column "
+                        f"{spec.inputs.contexts!r} (one verdict per retrieved context)")
+    return [_text(c) for c in contexts]
+
+
+def unit_items(spec: JudgeSpec, samples: Sequence[Sample],
+               outputs: Sequence[Output]) -> tuple[list[JudgeItem], list[int], list[dict[str, Any]]]:
+    """`per: context` / `per: claim` judging: one item per (sample, retrieved context or claim of its
+    answer), each item's sample index, and per sample what its details add (`claims_merged`)."""
     items: list[JudgeItem] = []
     owners: list[int] = []
+    notes: list[dict[str, Any]] = []
     for n, (sample, output) in enumerate(zip(samples, outputs, strict=True)):
         base = item_for(spec, sample, output)
-        contexts = sample.fields.get(spec.inputs.contexts)
-        if isinstance(contexts, np.ndarray):  # Parquet / Arrow lists
-            contexts = contexts.tolist()
-        if not isinstance(contexts, (list, tuple)) or not contexts:
-            raise DataError(f"judge {spec.name}: sample {sample.id!r} needs a non-empty list column "
-                            f"{spec.inputs.contexts!r} (one verdict per retrieved context)")
-        for c, text in enumerate(contexts):
-            items.append(JudgeItem(id=f"{sample.id}#context{c}", answers=base.answers, question=base.question,
-                                   reference=base.reference, context=_text(text)))
+        note: dict[str, Any] = {}
+        if spec.per == "context":
+            units = _contexts(spec, sample)
+        else:
+            claims = split_claims(base.answers[0], spec.claim_limit)
+            units = list(claims.texts)
+            if claims.merged:
+                note["claims_merged"] = claims.merged  # sentences past max_claims, judged inside the last claim
+        for u, text in enumerate(units):
+            uid = f"{sample.id}#{spec.per}{u}"
+            items.append(replace(base, id=uid, context=text) if spec.per == "context" else replace(base, id=uid, claim=text))
             owners.append(n)
-    return items, owners
+        notes.append(note)
+    return items, owners, notes
 
 
-def combine_contexts(sample_id: str, group: Sequence[Judgment]) -> Judgment:
-    """A sample's judgment from its per-context ones: the mean of the parsed verdicts; unparseable
-    only when no context's verdict parsed, an error only when every call failed."""
+def combine_units(spec: JudgeSpec, sample_id: str, group: Sequence[Judgment]) -> Judgment:
+    """A sample's judgment from its per-context or per-claim ones: the mean of the parsed verdicts;
+    unparseable when none parsed (or there was nothing to judge: an answer without claims, which
+    ragas scores NaN), an error only when every call failed."""
+    method = "likelihood" if spec.likelihood else "generate"
     parsed = [j.value for j in group if j.status == "parsed" and j.value is not None]
     if parsed:
         status = "parsed"
-    elif all(j.status == "error" for j in group):
+    elif group and all(j.status == "error" for j in group):
         status = "error"
     else:
         status = "unparseable"
     expected = [j.likelihood["expected_score"] for j in group if j.likelihood and "expected_score" in j.likelihood]
     return Judgment(id=sample_id, status=status, value=sum(parsed) / len(parsed) if parsed else None,
-                    calls=[c for j in group for c in j.calls], method=group[0].method,
+                    calls=[c for j in group for c in j.calls], method=method,
                     likelihood={"expected_score": sum(expected) / len(expected)} if expected else None)
+
+
+def _unit_detail(spec: JudgeSpec, item: JudgeItem, j: Judgment) -> dict[str, Any]:
+    """One context's or claim's verdict in the sample's details (the claim's text included)."""
+    out: dict[str, Any] = {"claim": item.claim} if spec.per == "claim" else {}
+    out.update(status=j.status, value=j.value)
+    if j.status != "parsed":
+        out["reason"] = "; ".join(c.error or c.verdict.reason for c in j.calls if not c.verdict.ok)
+    return out
 
 
 class JudgeMetric(Metric):
@@ -153,29 +194,34 @@ class JudgeMetric(Metric):
     def score_batch(self, samples: Sequence[Sample], outputs: Sequence[Output]) -> list[Score]:
         if self.backend is None:
             raise UsageError(f"judge {self.name!r} needs a judge model: pass --judge-model (and --judge-model-args)")
-        if self.spec.per == "context":
-            items, owners = context_items(self.spec, samples, outputs)
-        else:
+        notes: list[dict[str, Any]] = [{} for _ in samples]
+        if self.spec.per == "sample":
             items = [item_for(self.spec, s, o) for s, o in zip(samples, outputs, strict=True)]
             owners = list(range(len(samples)))
+        else:
+            items, owners, notes = unit_items(self.spec, samples, outputs)
         judgments = judge_items(self.spec, items, self.backend, self.cache, progress=self.progress, stats=self.judge_stats)
-        grouped: list[list[Judgment]] = [[] for _ in samples]
-        for owner, j in zip(owners, judgments, strict=True):
-            grouped[owner].append(j)
-        scores = []
-        for sample, group in zip(samples, grouped, strict=True):
-            j = group[0] if self.spec.per == "sample" else combine_contexts(sample.id, group)
+        grouped: list[list[tuple[JudgeItem, Judgment]]] = [[] for _ in samples]
+        for owner, item, j in zip(owners, items, judgments, strict=True):
+            grouped[owner].append((item, j))
+        return [self._score(sample, group, note) for sample, group, note in zip(samples, grouped, notes, strict=True)]
+
+    def _score(self, sample: Sample, group: list[tuple[JudgeItem, Judgment]], note: dict[str, Any]) -> Score:
+        """A sample's Score from its judgment(s); per-unit verdicts listed in its details."""
+        if self.spec.per == "sample":
+            j = group[0][1]
             extra = j.details()
-            if self.spec.per == "context":
-                extra["contexts"] = [{"status": c.status, "value": c.value} for c in group]
-            human = sample.fields.get(self.spec.inputs.human)
-            if human is not None and human != "":
-                extra["human"] = human
-            if j.value is None:
-                scores.append(Score(value=math.nan, stats=(0.0, 0.0), extra=extra))
-            else:
-                scores.append(Score(value=j.value, stats=(j.value, 1.0), extra=extra))
-        return scores
+        else:
+            j = combine_units(self.spec, sample.id, [u for _, u in group])
+            extra = {**j.details(), **note, UNIT_KEYS[self.spec.per]: [_unit_detail(self.spec, i, u) for i, u in group]}
+            if not group:
+                extra["reason"] = [NO_CLAIMS]
+        human = sample.fields.get(self.spec.inputs.human)
+        if human is not None and human != "":
+            extra["human"] = human
+        if j.value is None:
+            return Score(value=math.nan, stats=(0.0, 0.0), extra=extra)
+        return Score(value=j.value, stats=(j.value, 1.0), extra=extra)
 
     def aggregate(self, stats: np.ndarray) -> float:
         if len(stats) == 0 or stats[:, 1].sum() == 0:
@@ -192,13 +238,14 @@ def summarize(spec: JudgeSpec, details: Sequence[dict[str, Any]], values: Sequen
     n_parsed = sum(s == "parsed" for s in statuses)
     n_unp = sum(s == "unparseable" for s in statuses)
     n_err = sum(s == "error" for s in statuses)
-    n_judged = len(details) - n_err
+    n_none = sum(d.get("claims") == [] for d in details)  # per: claim answers without claims: no reply to parse
+    n_judged = len(details) - n_err - n_none
     out: dict[str, Any] = {
         "n": n_parsed,
         "n_unparseable": n_unp,
         "unparseable_rate": n_unp / len(details) if details else math.nan,
         # verdicts that parsed, of the judge replies that came back (1 by construction under likelihood)
-        "parse_rate": (n_judged - n_unp) / n_judged if n_judged else math.nan,
+        "parse_rate": (n_judged - n_unp + n_none) / n_judged if n_judged else math.nan,
         "n_retried": sum(bool(d.get("retried")) for d in details),
         "n_errors": n_err,
         "judge": {"name": spec.name, "mode": spec.mode, "scale": list(spec.value_range), "verdict": spec.verdict.method},
@@ -212,11 +259,8 @@ def summarize(spec: JudgeSpec, details: Sequence[dict[str, Any]], values: Sequen
         shares = [d["expected_share"] for d in details if "expected_share" in d]
         if shares:
             out["expected_share"] = sum(shares) / len(shares)
-    if spec.per == "context":
-        per_context = [c for d in details for c in d.get("contexts", [])]
-        out["contexts"] = {"n": len(per_context), "n_parsed": sum(c["status"] == "parsed" for c in per_context),
-                           "n_unparseable": sum(c["status"] == "unparseable" for c in per_context),
-                           "n_errors": sum(c["status"] == "error" for c in per_context)}
+    if spec.per != "sample":
+        out[UNIT_KEYS[spec.per]] = unit_counts(spec, details)
     if spec.mode == "pairwise" and spec.pairwise.swap:
         judged = [d for d in details if "consistent" in d]
         out["n_inconsistent"] = sum(not d["consistent"] for d in judged)
@@ -240,6 +284,20 @@ def summarize(spec: JudgeSpec, details: Sequence[dict[str, Any]], values: Sequen
         judge = [_as_label(v) for _, v in pairs]
         out["human_agreement"] = {"n": len(pairs), "percent_agreement": sum(a == b for a, b in zip(human, judge, strict=True)) / len(pairs),
                                   "cohen_kappa": cohen_kappa(human, judge)}
+    return out
+
+
+def unit_counts(spec: JudgeSpec, details: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Counts of the per-context or per-claim verdicts (results.json `contexts` / `claims`)."""
+    key = UNIT_KEYS[spec.per]
+    units = [u for d in details for u in d.get(key, [])]
+    out = {"n": len(units), "n_parsed": sum(u["status"] == "parsed" for u in units),
+           "n_unparseable": sum(u["status"] == "unparseable" for u in units),
+           "n_errors": sum(u["status"] == "error" for u in units)}
+    if spec.per == "claim":
+        # answers with nothing to judge (unparseable samples, not claims), and answers past max_claims
+        out["n_answers_without_claims"] = sum(key in d and not d[key] for d in details)
+        out["n_answers_merged"] = sum(bool(d.get("claims_merged")) for d in details)
     return out
 
 

@@ -9,6 +9,8 @@ scale and the verdict format. What the template sees:
     answers    list of {label, text} (ranking); labels are A, B, C, ...
     reference  the reference answer (`inputs.reference`; required in reference mode)
     context    the grounding context (`inputs.context`); under `per: context`, one retrieved context
+    claim      under `per: claim`, the one claim (a sentence of `answer`, judging/claims.py) being judged;
+               `answer` is still the whole answer, so the judge can tell what "it" refers to
     criteria   list of {name, description, min, max} (rubric)
     scale_min, scale_max   the judge's scale
 
@@ -42,6 +44,7 @@ JudgeMode = Literal["single", "reference", "rubric", "pairwise", "ranking"]
 VerdictFormat = Literal["bracket_rating", "bracket_choice", "json_criteria", "bracket_ranking"]
 VerdictMethod = Literal["generate", "likelihood"]
 VERDICT_METHODS: tuple[str, ...] = ("generate", "likelihood")
+DEFAULT_MAX_CLAIMS = 32  # per: claim judges; see judging/claims.py
 
 # The one verdict format each mode is parsed with (documented in judging/verdicts.py).
 FORMAT_OF_MODE: dict[str, VerdictFormat] = {
@@ -126,8 +129,13 @@ class JudgeSpec(_Strict):
     generation: GenerationSpec = Field(default_factory=GenerationSpec)
     pairwise: PairwiseSpec = Field(default_factory=PairwiseSpec)
     # sample: one verdict per sample; context: one verdict per retrieved context (the `inputs.contexts`
-    # list, each shown alone as `context`), averaged over the parsed ones into the sample's value
-    per: Literal["sample", "context"] = "sample"
+    # list, each shown alone as `context`); claim: one verdict per claim of the answer (its sentences,
+    # judging/claims.py, each shown as `claim`). Per-unit verdicts are averaged over the parsed ones
+    # into the sample's value.
+    per: Literal["sample", "context", "claim"] = "sample"
+    # per: claim: the most claims judged per answer (default DEFAULT_MAX_CLAIMS); sentences past the
+    # last are merged into it. None when unset, so other judges' dumps (and fingerprints) do not change.
+    max_claims: int | None = Field(default=None, ge=1)
     biases: str | None = Field(default=None, description="known biases and what the harness does about them")
     source: str | None = None
 
@@ -154,8 +162,10 @@ class JudgeSpec(_Strict):
             raise ValueError(f"criteria: only rubric judges have criteria (mode is {self.mode!r})")
         if self.mode == "reference" and not self.inputs.reference:
             raise ValueError("inputs.reference: required in reference mode (e.g. `references`)")
-        if self.per == "context" and self.mode != "single":
-            raise ValueError(f"per: context judging needs mode single (mode is {self.mode!r})")
+        if self.per != "sample" and self.mode != "single":
+            raise ValueError(f"per: {self.per} judging needs mode single (mode is {self.mode!r})")
+        if self.max_claims is not None and self.per != "claim":
+            raise ValueError(f"max_claims: only per: claim judges split answers into claims (per is {self.per!r})")
         names = [c.name for c in self.criteria]
         if len(set(names)) != len(names):
             raise ValueError("criteria: names must be unique")
@@ -171,6 +181,11 @@ class JudgeSpec(_Strict):
     def likelihood(self) -> bool:
         """Whether verdicts are read from log-likelihoods instead of generated text."""
         return self.verdict.method == "likelihood"
+
+    @property
+    def claim_limit(self) -> int:
+        """The most claims a `per: claim` judge judges per answer."""
+        return self.max_claims or DEFAULT_MAX_CLAIMS
 
     @property
     def format(self) -> VerdictFormat:
