@@ -64,6 +64,19 @@ def test_it_embeds_only(monkeypatch: pytest.MonkeyPatch) -> None:
         load_backend("openai-embeddings", {"model": "m", "api_key": "sk-secret"})
 
 
+def test_truncate_prompt_tokens_is_sent_and_keys_the_cache_only_when_set() -> None:
+    # vLLM refuses a text over max_model_len unless the request asks it to cut (its extension).
+    with FakeOpenAIServer() as srv:
+        plain, cut = _backend(srv), _backend(srv, truncate_prompt_tokens="256")
+        plain.embed(_embed(["a b"]))
+        cut.embed(_embed(["c d"]))
+        bodies = {body["input"][0]: body for body in srv.bodies}
+    assert "truncate_prompt_tokens" not in bodies["a b"] and bodies["c d"]["truncate_prompt_tokens"] == 256
+    assert "truncate_prompt_tokens" not in plain.identity() and cut.identity()["truncate_prompt_tokens"] == 256
+    with pytest.raises(BackendError, match="truncate_prompt_tokens"):
+        load_backend("openai-embeddings", {"model": "m", "truncate_prompt_tokens": "-2"})
+
+
 @pytest.mark.parametrize(("fault", "message"), [
     ("count", "returned 2 embeddings for 3 inputs"),
     ("nan", "not a finite number"),

@@ -80,6 +80,12 @@ class LLM:
                 props = structured.json["properties"]
                 text = json.dumps({k: v.get("minimum", os.getpid()) for k, v in props.items()})
             out.append(SimpleNamespace(outputs=[SimpleNamespace(text=text, token_ids=[0, 0])], prompt_logprobs=logprobs))
+            wanted = getattr(params[i] if isinstance(params, list) else params, "logprob_token_ids", None)
+            if wanted:  # as vLLM: the sampled (here: most likely) token first, then each requested id
+                top = min(wanted)
+                entries = {t: SimpleNamespace(logprob=-t / 100.0, rank=1) for t in [top, *wanted]}
+                out[-1] = SimpleNamespace(outputs=[SimpleNamespace(text="", token_ids=[top], logprobs=[entries])],
+                                          prompt_logprobs=None, num_cached_tokens=0)
         return out
 '''
 
@@ -295,3 +301,53 @@ def test_rubric_judges_decode_under_the_verdict_schema(fake_vllm: Path, data_par
             assert len({c["pid"] for c in _calls(fake_vllm)}) == 2
     finally:
         backend.close()
+
+
+# ---- multiple choice: one request per question ----------------------------------------------------
+
+
+def _recorded(backend: VLLMBackend) -> list[list[tuple[list[int], dict]]]:
+    """Load the engine and record every llm.generate call: (prompt ids, sampling params) per prompt."""
+    backend.load()
+    calls: list[list[tuple[list[int], dict]]] = []
+    generate = backend.llm.generate
+
+    def recording(prompts: list, params: object, use_tqdm: bool = True) -> list:
+        each = params if isinstance(params, list) else [params] * len(prompts)
+        calls.append([(list(p["prompt_token_ids"]), dict(vars(q))) for p, q in zip(prompts, each, strict=True)])
+        return generate(prompts, params, use_tqdm=use_tqdm)
+
+    backend.llm.generate = recording
+    return calls
+
+
+def test_one_token_choices_are_one_request_per_question(fake_vllm: Path) -> None:
+    # The fake tokenizer gives each character a token: "A" after "...Answer:" is one token, " yes" four.
+    mmlu = [Request(kind="loglikelihood", prompt=f"Q{q} Answer:", continuation=c) for q in (1, 2) for c in "ABCD"]
+    other = [Request(kind="loglikelihood", prompt="Q3 Answer:", continuation=c) for c in (" yes", " no")]
+    lone = [Request(kind="loglikelihood", prompt="Q4 Answer:", continuation="A")]
+    requests = mmlu + other + lone
+    new, today = VLLMBackend(pretrained="/m"), VLLMBackend(pretrained="/m", one_request_per_question="false")
+    calls_new, calls_today = _recorded(new), _recorded(today)
+    got, want = new.loglikelihood(requests), today.loglikelihood(requests)
+    assert [len(c) for c in calls_today] == [len(requests)]
+    old_path, per_question = calls_new
+    assert len(old_path) == len(other) + len(lone) and all(q["prompt_logprobs"] == 1 for _, q in old_path)
+    assert len(per_question) == 2  # questions 1 and 2: one prompt each, the context alone
+    for (ids, params), q in zip(per_question, (1, 2), strict=True):
+        assert ids == new._encode(f"Q{q} Answer:")
+        assert params == {"max_tokens": 1, "temperature": 0.0, "logprob_token_ids": sorted(new._encode("ABCD", False))}
+    assert [r.logprob for r in got] == pytest.approx([r.logprob for r in want])
+    assert [r.is_greedy for r in got[:8]] == [True, False, False, False] * 2  # the fake's most likely token is "A"
+    assert [r.prompt_tokens for r in got] == [r.prompt_tokens for r in want]
+    # The context ran once per question, its positions shared out over the choices.
+    assert sum(r.model_tokens or 0 for r in got[:4]) == len(new._encode("Q1 Answer:"))
+    assert sum(r.model_tokens or 0 for r in want[:4]) == 4 * (len(new._encode("Q1 Answer:")) + 1)
+
+
+def test_data_parallel_split_keeps_a_questions_choices_together() -> None:
+    from evalharness.backends.vllm.replicas import split_requests
+
+    reqs = [Request(kind="loglikelihood", prompt=p, continuation=c) for p in ("q1", "q2", "q3") for c in "AB"]
+    assert split_requests("loglikelihood", reqs, 2) == [[0, 1, 4, 5], [2, 3]]
+    assert split_requests("loglikelihood_rolling", reqs, 2) == [[0, 2, 4], [1, 3, 5]]

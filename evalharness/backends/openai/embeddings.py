@@ -12,6 +12,10 @@ vectors, an index out of range or repeated, a vector that is not a list of finit
 of different sizes) fails its texts at once: the same server would answer the same way again.
 A failed text comes back as a Response with `error` (the task reports it in one line; a rerun asks
 again). The call's `usage.prompt_tokens` is split over its texts (their sum is the call's count).
+
+`truncate_prompt_tokens=N` (vLLM's extension of the request; -1: the model's own limit) has the
+server cut each text to N tokens, as a local sentence-transformers encoder cuts at max_seq_length;
+without it vLLM refuses a text longer than its max_model_len (HTTP 400, the text fails).
 """
 
 from __future__ import annotations
@@ -33,13 +37,14 @@ DEFAULT_BATCH = 32
 
 @dataclass(frozen=True)
 class EmbeddingsOptions(OpenAIOptions):
-    """The API backends' model args, plus `dimensions` (sent to the server when set)."""
+    """The API backends' model args, plus `dimensions` and `truncate_prompt_tokens` (sent to the server when set)."""
 
     dimensions: int | None = at_least(1, None)
+    truncate_prompt_tokens: int | None = at_least(-1, None)
 
 
 class OpenAIEmbeddingsBackend(_OpenAIBase):
-    """Embeddings: `--model openai-embeddings --model-args model=NAME[,base_url=URL,batch_size=N,dimensions=D]`."""
+    """Embeddings: `--model openai-embeddings --model-args model=NAME[,base_url=URL,batch_size=N,dimensions=D,truncate_prompt_tokens=T]`."""
 
     name = "openai-embeddings"
     supports: frozenset[RequestKind] = frozenset({"embed"})
@@ -57,11 +62,14 @@ class OpenAIEmbeddingsBackend(_OpenAIBase):
         # texts per HTTP call (the runner's pieces stay `chunk_size`: several calls in flight at once)
         self.batch_size = opts.batch_size if isinstance(opts.batch_size, int) else DEFAULT_BATCH
         self.dimensions = opts.dimensions
+        self.truncate_prompt_tokens = opts.truncate_prompt_tokens
 
     def identity(self) -> dict[str, Any]:
         ident = {"backend": self.name, "impl": IMPL_VERSION, "model": self.model, "base_url": self.base_url}
         if self.dimensions is not None:
             ident["dimensions"] = self.dimensions
+        if self.truncate_prompt_tokens is not None:  # cut texts embed differently (absent: keys as before)
+            ident["truncate_prompt_tokens"] = self.truncate_prompt_tokens
         return ident
 
     def generate(self, requests: Sequence[Request]) -> list[Response]:
@@ -140,6 +148,8 @@ class OpenAIEmbeddingsBackend(_OpenAIBase):
         body: dict[str, Any] = {"model": self.model, "input": [r.prompt or "" for r in batch], "encoding_format": "float"}
         if self.dimensions is not None:
             body["dimensions"] = self.dimensions
+        if self.truncate_prompt_tokens is not None:
+            body["truncate_prompt_tokens"] = self.truncate_prompt_tokens
         data = await self._call("/embeddings", body)
         vectors = _vectors(data["data"], len(batch))
         prompt_tokens, _ = self._usage(data)

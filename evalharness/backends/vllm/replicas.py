@@ -3,7 +3,9 @@
 Each replica is a plain single-process `VLLMBackend` (data_parallel_size=1) in a `spawn`ed
 child, pinned to its own slice of GPUs through CUDA_VISIBLE_DEVICES before vllm is imported.
 The parent splits every call's requests across the replicas (interleaved, so the runner's
-longest-first order spreads evenly), waits for all of them and puts the answers back in order.
+longest-first order spreads evenly; a question's choices, adjacent requests with one context, go
+to one replica together, so it can send one request for them), waits for all of them and puts
+the answers back in order.
 Replicas share nothing, so a request's answer does not depend on which replica computed it.
 
 A replica that fails to start, raises, or dies surfaces as one `BackendError` line; nothing is
@@ -184,7 +186,7 @@ class ReplicaPool:
 
     def run(self, kind: RequestKind, requests: Sequence[Request], schema: dict[str, Any] | None = None) -> list[Response]:
         """Split `requests` across the replicas (generate under `schema` when one is given) and reassemble them in order."""
-        parts = [list(range(i, len(requests), self.size)) for i in range(self.size)]
+        parts = split_requests(kind, requests, self.size)
         busy = [i for i, part in enumerate(parts) if part]
         for i in busy:
             self._send(i, (kind, [requests[j] for j in parts[i]], schema))
@@ -258,3 +260,18 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, BackendError):
         return text.removeprefix("vllm backend: ")
     return f"{type(exc).__name__}: {text}"
+
+
+def split_requests(kind: RequestKind, requests: Sequence[Request], size: int) -> list[list[int]]:
+    """Request indices for each of `size` replicas, interleaved; adjacent loglikelihood requests with one context stay together."""
+    groups: list[list[int]] = []
+    for j, r in enumerate(requests):
+        prev = requests[groups[-1][0]] if groups else None
+        if kind == "loglikelihood" and prev is not None and (prev.prompt, prev.messages) == (r.prompt, r.messages):
+            groups[-1].append(j)
+        else:
+            groups.append([j])
+    parts: list[list[int]] = [[] for _ in range(size)]
+    for g, group in enumerate(groups):
+        parts[g % size].extend(group)
+    return parts
