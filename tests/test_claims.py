@@ -20,6 +20,7 @@ from evalharness.errors import DataError
 from evalharness.execution.predictions import read_predictions
 from evalharness.judging.claims import split_claims
 from evalharness.judging.metric import NO_CLAIMS, JudgeMetric
+from evalharness.judging.verdicts import parse_rating
 from evalharness.spec.judge import JudgeSpec, find_judge
 from evalharness.types import Output, Request, Response, Sample
 from tests.test_judge_likelihood import LLJudge
@@ -131,6 +132,21 @@ def test_unparseable_claims_are_counted_and_left_out_of_the_mean() -> None:
     summary = metric.summary(scores)
     assert summary["n"] == 1 and summary["n_unparseable"] == 1
     assert summary["claims"]["n"] == 5 and summary["claims"]["n_parsed"] == 2 and summary["claims"]["n_unparseable"] == 3
+
+
+def test_a_half_verdict_on_a_yes_no_claim_is_unparseable() -> None:
+    """faithfulness's scale is 0-1 with `integer: true`: `[[0.5]]` is no verdict (a rating judge's
+    `[[7.5]]` on 1-10 still is)."""
+    half = {"Paris is the capital of France.": "Partly. [[0.5]]", "Rome is the capital of Spain.": "[[0]]"}
+    judge = Judge(lambda prompt, _: half.get(_claim(prompt), "[[1]]") if "whole number" not in prompt else "[[0.5]]")
+    metric = _metric(judge)
+    scores = metric.score_batch(*_samples("Paris is the capital of France. Rome is the capital of Spain."))
+    first = scores[0].extra["claims"][0]
+    assert first["status"] == "unparseable" and "not a whole number" in first["reason"]
+    assert scores[0].value == 0.0  # only the parsed claim (0) counts
+    assert any("whole number" in (r.prompt or "") or "whole number" in str(r.messages) for r in judge.received)
+    assert parse_rating("[[7.5]]", 1, 10).value == 7.5
+    assert not parse_rating("[[1.0]]", 0, 1, integer=True).ok and parse_rating("[[1]]", 0, 1, integer=True).value == 1.0
 
 
 @pytest.mark.parametrize("answer", ["", "   \n ", "... !!! --"])

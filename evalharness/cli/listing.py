@@ -115,6 +115,7 @@ def _judge_rows() -> list[tuple[str, ...]]:
         if spec.mode == "pairwise":
             needs.append(f"a baseline answer (column {spec.inputs.baseline})")
         scale = f"{spec.scale.min}-{spec.scale.max}" if spec.mode in {"single", "reference"} else "-"
+        scale += " (whole)" if spec.scale.integer and scale != "-" else ""
         mode = f"{spec.mode}, per {spec.per}" if spec.per != "sample" else str(spec.mode)
         rows.append((name, mode, scale, spec.verdict.method, ", ".join(needs)))
     return rows

@@ -67,32 +67,50 @@ def load_full_rows(task: LoadedTask, sample_rows: int | None) -> list[dict[str, 
                         f"{why}; run without --data full to score the vendored sample{sample}") from None
 
 
-def data_entry(task: LoadedTask, rows: int) -> dict[str, Any]:
-    """results.json `tasks.<name>.data`: where the rows came from, how many, and of how many."""
+def data_entry(task: LoadedTask, rows: int, used: int | None = None) -> dict[str, Any]:
+    """results.json `tasks.<name>.data`: where the rows came from, how many, of how many, and how
+    many of them the run evaluated (`used`, fewer than `rows` under `--limit`)."""
     src = task.spec.source
+    used = rows if used is None else used
     if task.spec.dataset.hub is not None:
-        return {"source": "full" if src.hub else "hub", "rows": rows, "of": rows}
+        return {"source": "full" if src.hub else "hub", "rows": rows, "of": rows, "used": used}
     if src.hub is None:
-        return {"source": "local", "rows": rows, "of": rows}
+        return {"source": "local", "rows": rows, "of": rows, "used": used}
     if src.rows is not None and rows >= src.rows:  # the vendored copy holds the whole split (ARC, HumanEval, ...)
-        return {"source": "full", "rows": rows, "of": src.rows}
-    return {"source": "sample", "rows": rows, "of": src.rows}
+        return {"source": "full", "rows": rows, "of": src.rows, "used": used}
+    return {"source": "sample", "rows": rows, "of": src.rows, "used": used}
+
+
+def _limited(entry: Mapping[str, Any]) -> int | None:
+    """The rows evaluated when `--limit` left some of the data out, else None (results without `used`: None)."""
+    used, rows = entry.get("used"), entry.get("rows")
+    return used if isinstance(used, int) and isinstance(rows, int) and used < rows else None
 
 
 def sample_size(entry: Mapping[str, Any]) -> str | None:
-    """`1,000 of 10,042 rows` for a results.json `data` entry on a sample, else None (full or local data)."""
-    if entry.get("source") != "sample" or not isinstance(entry.get("rows"), int):
+    """`1,000 of 10,042 rows` for a results.json `data` entry on a sample, `20 of 2,376 rows (--limit)`
+    for a limited run, else None (the whole of full or local data)."""
+    rows, of, used = entry.get("rows"), entry.get("of"), _limited(entry)
+    if not isinstance(rows, int):
         return None
-    of = entry.get("of")
-    return f"{entry['rows']:,} of {of:,} rows" if isinstance(of, int) else f"{entry['rows']:,} rows (full size not recorded)"
+    if used is not None:
+        whole = of if isinstance(of, int) else rows
+        where = f", from a {rows:,}-row sample" if entry.get("source") == "sample" else ""
+        return f"{used:,} of {whole:,} rows (--limit{where})"
+    if entry.get("source") != "sample":
+        return None
+    return f"{rows:,} of {of:,} rows" if isinstance(of, int) else f"{rows:,} rows (full size not recorded)"
 
 
 def sample_note(name: str, entry: Mapping[str, Any], source: Mapping[str, Any] | None = None) -> str | None:
-    """`hellaswag: scored on a sample of Rowan/hellaswag, 1,000 of 10,042 rows; ...` for a sample score, else None."""
+    """`hellaswag: scored on a sample of Rowan/hellaswag, 1,000 of 10,042 rows; ...` for a sample or
+    limited score, else None."""
     size = sample_size(entry)
     if size is None:
         return None
     hub = f" of {source['hub']}" if source and source.get("hub") else ""
+    if _limited(entry) is not None:
+        return f"{name}: scored on part{hub}, {size}; not the benchmark's score"
     return f"{name}: scored on a sample{hub}, {size}; --data full scores the whole split"
 
 
@@ -103,5 +121,6 @@ def group_data(entries: list[Mapping[str, Any]]) -> dict[str, Any] | None:
     of = [o for e in entries if isinstance(o := e.get("of"), int)]
     sources = {e.get("source") for e in entries}
     source = "sample" if "sample" in sources else "local" if sources == {"local"} else "full"
+    used = [u if isinstance(u := e.get("used"), int) else int(e["rows"]) for e in entries]
     return {"source": source, "rows": sum(int(e["rows"]) for e in entries),
-            "of": sum(of) if len(of) == len(entries) else None}
+            "of": sum(of) if len(of) == len(entries) else None, "used": sum(used)}

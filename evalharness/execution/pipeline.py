@@ -156,7 +156,7 @@ def evaluate_task(task: LoadedTask, backend: Backend, cache: ResponseCache | Nul
         "fingerprint": prep.fingerprint,
         "samples_file": str(log_path.relative_to(cfg.output)),
         "source": task.spec.source.model_dump(exclude_none=True),
-        "data": data_entry(task, prep.n_rows),  # a vendored sample is recorded as one, with its size
+        "data": data_entry(task, prep.n_rows, len(prep.samples)),  # a vendored sample is recorded as one, with its size
         "usage": usage_json(stats, backend),  # tokens used vs computed now, and cost: see results/usage.py
         **judge_entry(metrics),  # type: ignore[typeddict-item]  # the judge's tokens and cost, apart from the model's
         "duration_s": round(time.time() - started, 3),

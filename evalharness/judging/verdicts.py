@@ -6,6 +6,8 @@ the judge's reasoning and is never searched for a verdict):
     bracket_rating   the LAST `[[...]]` in the reply holds a number (integer or decimal,
                      e.g. `[[7]]`, `[[7.5]]`) inside the judge's scale. `[[7/10]]`, `[[seven]]`,
                      `[[11]]` on a 1-10 scale are unparseable; an earlier `[[...]]` is never used.
+                     A scale with `integer: true` takes whole numbers only (`[[0.5]]` is
+                     unparseable for a 0/1 claim verdict).
     bracket_choice   the LAST `[[...]]` holds exactly `A`, `B` or `C` (C = tie).
     bracket_ranking  the LAST `[[...]]` lists every answer label once, best first, separated
                      by commas or `>`: `[[B, A, C]]` or `[[B > A > C]]`.
@@ -30,6 +32,7 @@ from evalharness.spec.judge import JudgeSpec
 
 _BRACKETS = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
 _NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
+_WHOLE = re.compile(r"[+-]?\d+")
 _LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -58,12 +61,14 @@ def _last_bracket(text: str) -> str | None:
     return found[-1].strip() if found else None
 
 
-def parse_rating(text: str, lo: float, hi: float) -> Verdict:
+def parse_rating(text: str, lo: float, hi: float, integer: bool = False) -> Verdict:
     inner = _last_bracket(text)
     if inner is None:
         return Verdict(False, reason="no [[rating]] found")
     if not _NUMBER.fullmatch(inner):
         return Verdict(False, reason=f"[[{inner}]] is not a number")
+    if integer and not _WHOLE.fullmatch(inner):
+        return Verdict(False, reason=f"[[{inner}]] is not a whole number (the scale takes {lo:g}-{hi:g} in steps of 1)")
     value = float(inner)
     if not (lo <= value <= hi):
         return Verdict(False, reason=f"[[{inner}]] is outside the scale {lo:g}-{hi:g}")
@@ -135,7 +140,7 @@ def parse(text: str, spec: JudgeSpec, n_answers: int = 2) -> Verdict:
     """Parse a judge reply with the judge's verdict format."""
     fmt = spec.format
     if fmt == "bracket_rating":
-        return parse_rating(text, spec.scale.min, spec.scale.max)
+        return parse_rating(text, spec.scale.min, spec.scale.max, spec.scale.integer)
     if fmt == "bracket_choice":
         return parse_choice(text)
     if fmt == "bracket_ranking":
@@ -151,7 +156,8 @@ def reminder(spec: JudgeSpec, n_answers: int = 2) -> str:
     fmt = spec.format
     if fmt == "bracket_rating":
         lo, hi = spec.scale.min, spec.scale.max
-        return head + f"Give your final rating now as [[N]], N a number from {lo} to {hi}, e.g. [[{lo}]]."
+        kind = "a whole number" if spec.scale.integer else "a number"
+        return head + f"Give your final rating now as [[N]], N {kind} from {lo} to {hi}, e.g. [[{lo}]]."
     if fmt == "bracket_choice":
         return head + "Give your final verdict now: [[A]] if answer A is better, [[B]] if answer B is better, [[C]] for a tie."
     if fmt == "bracket_ranking":

@@ -64,7 +64,7 @@ class TaskResult(TypedDict, total=False):
     fingerprint: Fingerprint
     samples_file: str
     source: dict[str, Any]
-    data: dict[str, Any]  # {source: sample|full|local, rows: N, of: M or null}: a vendored sample is marked as one
+    data: dict[str, Any]  # {source: sample|full|local, rows: N, of: M or null, used: rows evaluated}: a sample is marked as one
     # (a vendored copy that holds the whole split, `of` rows, is `full`)
     usage: dict[str, Any]
     judge_usage: dict[str, Any]

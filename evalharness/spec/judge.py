@@ -61,10 +61,13 @@ class _Strict(Strict):
 
 
 class ScaleSpec(_Strict):
-    """An integer rating scale, both ends included."""
+    """A rating scale with integer ends, both included. Verdicts may be decimals inside it
+    (`[[7.5]]`) unless `integer: true`, which makes whole numbers the only verdicts (a yes/no
+    judge on 0-1 must not accept `[[0.5]]`)."""
 
     min: int = 1
     max: int = 10
+    integer: bool = False
 
     @model_validator(mode="after")
     def _ordered(self) -> ScaleSpec:
