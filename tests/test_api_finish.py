@@ -129,6 +129,71 @@ def test_a_server_gone_mid_run_stops_the_run_after_the_retry_budget() -> None:
     b.close()
 
 
+class _DownAfter(FakeOpenAIServer):
+    """Answers the first `good` requests, then fails every one with HTTP 500 (or garbage)."""
+
+    def __init__(self, good: int, fault: str = "500", **kw: Any) -> None:
+        super().__init__(**kw)
+        self.good, self.fault = good, fault
+
+    def pick_fault(self, body: dict[str, Any]) -> str | None:
+        super().pick_fault(body)
+        with self._lock:
+            return None if self.ok < self.good else self.fault
+
+
+@pytest.mark.parametrize("fault", ["500", "garbage"])
+def test_a_server_that_fails_every_request_stops_the_run_after_one_budget(tmp_path: Path, fault: str,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A server that answers but fails everything (500s, or 200s with a garbled body) stops the run
+    after one retry budget with the cause, rather than each of 400 requests retrying for its own
+    budget and a final sweep (minutes per request); what was answered before is kept."""
+    task = _task(tmp_path / "task", 400)
+    args = "retry_budget=1,backoff_base=0.02,max_concurrency=8"
+    with _DownAfter(good=60, fault=fault) as srv:
+        url = srv.url
+        started = time.perf_counter()
+        assert main(_cli(srv, task, tmp_path / "run", args)) == 2
+        elapsed = time.perf_counter() - started
+        answered, calls = srv.ok, srv.calls
+        err = capsys.readouterr().err
+        [line] = [x for x in err.splitlines() if x.startswith("error:")]
+        assert f"every request to {url} has failed for 1 s" in line and "rerun the same command" in line, line
+        assert ("HTTP 500" if fault == "500" else "malformed response") in line, line
+        assert elapsed < 15, elapsed  # one budget (1 s) after the last answer, plus start-up; not 340 budgets
+        assert answered == 60 and calls < 400
+        assert _cached_rows(tmp_path / "run-cache" / "responses.sqlite") == 60  # nothing answered is lost
+        srv.good = 10**9  # the server is healthy again: the rerun asks only for the 340 it lacks
+        assert main(_cli(srv, task, tmp_path / "run", args)) == 0
+        assert srv.ok - answered == 340
+
+
+def test_a_server_failing_for_less_than_the_budget_does_not_stop_the_run() -> None:
+    """Every request fails for a while (shorter than the budget), then the server recovers: no
+    stop, every request answered."""
+    with FakeOpenAIServer(fault_rate=1.0, faults=("500",), retry_after=None) as srv:
+        b = OpenAICompletionsBackend(model="toy", base_url=srv.url, retry_budget="3", backoff_base="0.05",
+                                     transport="httpcore")
+        threading.Timer(1.0, lambda: setattr(srv, "fault_rate", 0.0)).start()
+        out = b.generate([Request(kind="generate", prompt=f"Q{i}", gen=GenParams(max_tokens=8)) for i in range(20)])
+        b.close()
+    assert [r.error for r in out] == [None] * 20 and srv.faults_served["500"] >= 20
+
+
+def test_requests_the_server_always_fails_end_as_failed_samples_not_a_stop() -> None:
+    """Two prompts the server always fails (a prompt that crashes it), nothing else left: they fail
+    after their budget and sweep, as before; the run is not stopped as if the server were down."""
+    with FakeOpenAIServer() as srv:
+        srv.fail_if_contains = "POISON"
+        b = OpenAICompletionsBackend(model="toy", base_url=srv.url, retry_budget="0.4", backoff_base="0.02",
+                                     transport="httpcore")
+        prompts = ["POISON one", "fine", "POISON two", "also fine"]
+        out = b.generate([Request(kind="generate", prompt=p, gen=GenParams(max_tokens=8)) for p in prompts])
+        b.close()
+    assert [r.error is None for r in out] == [False, True, False, True]
+    assert "HTTP 500" in (out[0].error or "") and "final sweep" in (out[0].error or "")
+
+
 def _cached_rows(path: Path) -> int | None:
     """Rows in the cache now; None when the file is busy (a read that waited on a lock would stall
     the watch loop past the moment to send the signal: a whole run lasts about 15 s)."""

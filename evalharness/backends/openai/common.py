@@ -11,7 +11,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from evalharness.backends.base import Backend
@@ -22,6 +22,8 @@ from evalharness.backends.options import Options, at_least
 from evalharness.errors import BackendError
 from evalharness.types import GenParams, Request, RequestKind, Response
 
+T = TypeVar("T")
+
 # Bump when a change here can change outputs, so old cache entries stop matching.
 IMPL_VERSION = 1
 OPENAI_URL = "https://api.openai.com/v1"
@@ -29,6 +31,8 @@ DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 # Seconds a server that has never answered may refuse connections before the run stops: long
 # enough for a retry or two (a blip), short enough that a wrong port fails at once.
 CONNECT_GRACE = 0.5
+# Distinct requests that must have failed (with no good reply since) before a failing server may stop the run.
+MIN_FAILING_TO_STOP = 3
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,9 @@ class _OpenAIBase(Backend):
         self._headers: dict[str, str] = {}
         self._answered = False  # any HTTP reply at all, even an error status, since the start
         self._refused_since: float | None = None  # the first connection refused since the last reply
+        self._failing_since: float | None = None  # the first transient failure since the last good reply
+        self._failures = 0  # transient failures since the last good reply
+        self._failing_items: set[int] = set()  # the requests (ids) those failures were for
 
     # ---- identity, cost, lifecycle ----------------------------------------------------------
 
@@ -192,11 +199,46 @@ class _OpenAIBase(Backend):
             message = f"timed out after {self.timeout:g} s" if str(exc) == "timed out" else self._scrub(str(exc))
             if exc.connect:
                 self._check_reachable(message)
-            raise aio.Retryable(message) from None
+            raise aio.Retryable(message, retry_after=exc.retry_after, rate_limited=exc.rate_limited,
+                                connect=exc.connect) from None
         self._answered, self._refused_since = True, None
         if not 200 <= response.status_code < 300:
             raise self._status_error(response)
         return self._parse_json(response.content)
+
+    def _watched(self, call: Callable[[], Awaitable[T]], item: object) -> Callable[[], Awaitable[T]]:
+        """One attempt of `call` (for `item`) whose outcome feeds the failing-server check: a transient
+        failure (anywhere: status, garbled body, malformed choices, timeout) counts, a success resets."""
+        async def attempt() -> T:
+            try:
+                result = await call()
+            except aio.Retryable as exc:
+                if not exc.connect:  # refused connections have their own check (_check_reachable)
+                    self._check_failing(str(exc), id(item))
+                raise
+            self._failing_since, self._failures = None, 0
+            self._failing_items.clear()
+            return result
+
+        return attempt
+
+    def _check_failing(self, cause: str, item: int) -> None:
+        """Stop the run (BackendError) when a server that answers has failed every request (5xx,
+        429, garbage, timeouts) for a whole retry budget: retrying each remaining request for its
+        own budget would take hours and save nothing. Any good reply resets the clock, so a
+        server failing 30% of requests, or down for less than the budget, never trips this; nor
+        do one or two requests the server always fails (a prompt that crashes it) when nothing
+        else is left: those end as failed samples, as before."""
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        self._failures += 1
+        self._failing_items.add(item)
+        failing_for = now - self._failing_since
+        if len(self._failing_items) >= MIN_FAILING_TO_STOP and failing_for >= max(self.policy.budget, CONNECT_GRACE):
+            raise BackendError(f"{self.name}: every request to {self.base_url} has failed for {failing_for:.0f} s "
+                               f"(retry_budget; {self._failures:,} attempts, none answered): last {cause}; "
+                               "rerun the same command when the server is healthy (cached answers are kept)")
 
     def _check_reachable(self, cause: str) -> None:
         """Stop the run (BackendError) when the server is not there, rather than retry every
@@ -264,7 +306,8 @@ class _OpenAIBase(Backend):
         self._get_client()
 
         async def batch() -> list[Response | aio.Failed]:
-            return await aio.run_all(requests, lambda r: lambda: one(r), self.limiter, self.policy, rng=self._rng)
+            return await aio.run_all(requests, lambda r: self._watched(lambda: one(r), r), self.limiter, self.policy,
+                                     rng=self._rng)
 
         return self._loop.run(batch())
 
@@ -328,7 +371,7 @@ class _OpenAIBase(Backend):
         self._get_client()
 
         def begin(put: Callable[[int, Any], None]) -> Any:
-            return aio.feed_all(rest, lambda r: lambda: one(r), self.limiter, self.policy, rng=self._rng,
+            return aio.feed_all(rest, lambda r: self._watched(lambda: one(r), r), self.limiter, self.policy, rng=self._rng,
                                  put=lambda i, result: put(start + i, self._as_response(result)),
                                  workers=4 * self.max_concurrency)
 

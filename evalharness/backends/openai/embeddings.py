@@ -97,8 +97,8 @@ class OpenAIEmbeddingsBackend(_OpenAIBase):
         self._get_client()
 
         async def run() -> list[list[Response] | aio.Failed]:
-            return await aio.run_all(batches, lambda batch: lambda: self._embed_batch(batch), self.limiter, self.policy,
-                                     rng=self._rng)
+            return await aio.run_all(batches, lambda batch: self._watched(lambda: self._embed_batch(batch), batch),
+                                     self.limiter, self.policy, rng=self._rng)
 
         results = self._loop.run(run())
         return [r for batch, result in zip(batches, results, strict=True) for r in self._spread(batch, result)]
@@ -117,7 +117,7 @@ class OpenAIEmbeddingsBackend(_OpenAIBase):
                 for j, response in enumerate(self._spread(batches[b], result)):
                     put(b * self.batch_size + j, response)
 
-            return aio.feed_all(batches, lambda batch: lambda: self._embed_batch(batch), self.limiter, self.policy,
+            return aio.feed_all(batches, lambda batch: self._watched(lambda: self._embed_batch(batch), batch), self.limiter, self.policy,
                                 rng=self._rng, put=put_batch, workers=4 * self.max_concurrency)
 
         for piece in self._loop.stream(begin, size=max(1, size), seconds=self.flush_seconds):
