@@ -97,6 +97,11 @@
           var j = el("div", "judge");
           j.appendChild(el("div", "flabel", "judge " + m + (verdict !== undefined ? ": verdict " + verdict : "") + (d.status ? " (" + d.status + ")" : "")));
           if (why) j.appendChild(el("pre", "text", why));
+          ["claims", "contexts"].forEach(function (unit) {
+            if (typeof d[unit] !== "string") return;
+            var u = el("details"); u.appendChild(el("summary", "", "verdict per " + unit.slice(0, -1)));
+            u.appendChild(el("pre", "text", d[unit])); j.appendChild(u);
+          });
           if (d.raw && d.raw !== why) { var det = el("details"); det.appendChild(el("summary", "", "raw judge output")); det.appendChild(el("pre", "text", d.raw)); j.appendChild(det); }
           col.appendChild(j);
         } else if (keys.length && !(o.pi !== undefined && keys.length === 1 && keys[0] === "pred")) {

@@ -255,4 +255,21 @@ def test_score_the_rag_example_with_the_fake_judge_then_gate_and_report(tmp_path
 
     assert declared_scale(load_runs([tmp_path / "base", tmp_path / "worse"]), "rag", "faithfulness") == (0.0, 1.0)
     assert main(["report", str(tmp_path / "base"), str(tmp_path / "worse"), "--output", str(tmp_path / "r.html")]) == 0
-    assert "faithfulness" in (tmp_path / "r.html").read_text()
+    html = (tmp_path / "r.html").read_text()
+    assert "faithfulness" in html and "50 claims: 50 parsed" in html  # the judge table counts the unit verdicts
+
+
+def test_the_report_lists_each_claim_verdict_of_a_sample(tmp_path: Path) -> None:
+    from evalharness.report.data import judge_metrics, load_runs
+    from evalharness.report.samples import _readable_judge
+
+    _score(tmp_path, EXAMPLE, "one", "output=Supported. [[1]]")
+    [row] = judge_metrics(load_runs([tmp_path / "one"]))
+    assert row["units"] == "5 claims: 5 parsed"
+    shown = _readable_judge({"status": "parsed", "value": 0.5, "claims": [
+        {"claim": "Paris is in France.", "status": "parsed", "value": 1.0},
+        {"claim": "Rome is in Spain.", "status": "parsed", "value": 0.0},
+        {"claim": "Madrid is big.", "status": "unparseable", "value": None, "reason": "no [[rating]] found"}]})
+    assert shown["claims"] == ("1. [1] Paris is in France.\n2. [0] Rome is in Spain.\n"
+                               "3. [unparseable: no [[rating]] found] Madrid is big.")
+    assert shown["verdict"] == "0.5 (mean of 2 of 3 claims)"

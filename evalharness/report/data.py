@@ -307,8 +307,20 @@ def judge_metrics(runs: list[Run]) -> list[dict[str, Any]]:
                     "position_consistency": finite(m.get("position_consistency")),
                     "n_flaky": m.get("n_flaky"),
                     "agreement": {k: finite(v) for k, v in agreement.items() if finite(v) is not None},
+                    "units": _units(m),
                 })
     return rows
+
+
+def _units(m: dict[str, Any]) -> str | None:
+    """`40 claims: 38 parsed, 2 unparseable` for a per-claim / per-context judge, else None."""
+    for key in ("claims", "contexts"):
+        u = m.get(key)
+        if isinstance(u, dict) and isinstance(u.get("n"), int):
+            parts = [f"{u[k]:,} {label}" for k, label in (("n_parsed", "parsed"), ("n_unparseable", "unparseable"),
+                                                           ("n_errors", "failed")) if isinstance(u.get(k), int) and u[k]]
+            return f"{u['n']:,} {key}" + (f": {', '.join(parts)}" if parts else "")
+    return None
 
 
 def human_rows(runs: list[Run]) -> list[dict[str, Any]]:

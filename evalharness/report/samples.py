@@ -53,7 +53,25 @@ def _readable_judge(d: dict[str, Any]) -> dict[str, Any]:
             out[key] = "\n\n".join(v)
     if "explanation" not in out and d.get("status") in ("unparseable", "error") and out.get("reason"):
         out["explanation"] = f"{d['status']}: {out['reason']}"
+    for key in ("claims", "contexts"):  # per-claim / per-context judges: one line per unit verdict
+        units = d.get(key)
+        if isinstance(units, list) and units and all(isinstance(u, dict) for u in units):
+            out[key] = "\n".join(_unit_line(i, u) for i, u in enumerate(units, 1))
+            if "verdict" not in out and isinstance(d.get("value"), (int, float)):
+                parsed = sum(u.get("status") == "parsed" for u in units)
+                out["verdict"] = f"{d['value']:.3g} (mean of {parsed} of {len(units)} {key})"
     return out
+
+
+def _unit_line(i: int, unit: dict[str, Any]) -> str:
+    """`2. [0] Rome is the capital of Spain.` / `3. [unparseable: no [[rating]] found] ...`."""
+    value = unit.get("value")
+    if unit.get("status") == "parsed" and isinstance(value, (int, float)):
+        verdict = f"{value:g}"
+    else:
+        verdict = f"{unit.get('status', '?')}: {unit.get('reason', '')}".rstrip(": ")
+    text = unit.get("claim")
+    return f"{i}. [{verdict}]" + (f" {text}" if isinstance(text, str) else "")
 
 
 def _details(rec: dict[str, Any], limit: int, where: str) -> dict[str, dict[str, Any]]:
