@@ -151,6 +151,7 @@ def test_a_server_that_fails_every_request_stops_the_run_after_one_budget(tmp_pa
     task = _task(tmp_path / "task", 400)
     args = "retry_budget=1,backoff_base=0.02,max_concurrency=8"
     with _DownAfter(good=60, fault=fault) as srv:
+        assert isinstance(srv, _DownAfter)
         url = srv.url
         started = time.perf_counter()
         assert main(_cli(srv, task, tmp_path / "run", args)) == 2
@@ -215,7 +216,7 @@ class Killed:
     asked_again: set[str]  # prompts the rerun sent
     rc: int  # the signalled run's exit code
     rerun: subprocess.CompletedProcess[str]
-    saved: list[tuple[float, int]] = field(default_factory=list)  # (when, answers in the cache) while it ran
+    saved: list[tuple[float, int | None]] = field(default_factory=list)  # (when, answers in the cache; None: busy) while it ran
 
 
 def _kill_mid_run(tmp_path: Path, sig: signal.Signals) -> Killed:
@@ -230,7 +231,7 @@ def _kill_mid_run(tmp_path: Path, sig: signal.Signals) -> Killed:
         cmd = [sys.executable, "-m", "evalharness", *_cli(srv, task, tmp_path / "run", "max_concurrency=4")]
         proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
-        saved: list[tuple[float, int]] = []
+        saved: list[tuple[float, int | None]] = []
         while srv.ok < 370 and proc.poll() is None and time.monotonic() < deadline:
             now = time.monotonic()
             saved.append((now, _cached_rows(tmp_path / "run-cache" / "responses.sqlite")))
@@ -259,7 +260,8 @@ def test_sigkill_loses_at_most_the_requests_in_flight_and_half_a_second_of_answe
     assert k.rc == -signal.SIGKILL and k.rerun.returncode == 0, k.rerun.stderr
     # While it ran, every answer sent more than half a second earlier was in the cache.
     sent = sorted(t for t, _ in k.srv.replies)
-    behind = [(round(when, 2), rows, n) for when, rows in k.saved if rows < (n := bisect.bisect_right(sent, when - 0.5))]
+    behind = [(round(when, 2), rows, n) for when, rows in k.saved
+              if rows is not None and rows < (n := bisect.bisect_right(sent, when - 0.5))]
     assert len(k.saved) > 50 and not behind, f"(when, answers cached, answers older than 0.5 s): {behind[:5]}"
     # After the kill, the rerun asked again only for what was not answered and the last half second's answers.
     lost = _answered_then_asked_again(k)

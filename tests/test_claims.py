@@ -259,6 +259,18 @@ def test_score_the_rag_example_with_the_fake_judge_then_gate_and_report(tmp_path
     assert "faithfulness" in html and "50 claims: 50 parsed" in html  # the judge table counts the unit verdicts
 
 
+def test_the_console_counts_unparseable_claim_verdicts() -> None:
+    from evalharness.cli.console import warnings
+
+    results = {"tasks": {"rag": {"metrics": {"faithfulness": {
+        "n": 3, "n_unparseable": 1, "claims": {"n": 10, "n_parsed": 7, "n_unparseable": 3, "n_errors": 0}}}}}}
+    assert warnings(results) == [
+        "warning: 3 of 10 verdicts per claim unparseable (faithfulness, task rag); left out of their samples' means",
+        "warning: 1 of 4 samples without a parsed verdict (faithfulness, task rag)"]
+    results["tasks"]["rag"]["metrics"]["faithfulness"].update(n_unparseable=0, claims={"n": 10, "n_unparseable": 0})
+    assert warnings(results) == []
+
+
 def test_the_report_lists_each_claim_verdict_of_a_sample(tmp_path: Path) -> None:
     from evalharness.report.data import judge_metrics, load_runs
     from evalharness.report.samples import _readable_judge

@@ -30,10 +30,7 @@ def warnings(results: dict[str, Any], run_dir: Path | None = None) -> list[str]:
     lines = []
     for name, task in results.get("tasks", {}).items():
         for metric, m in task.get("metrics", {}).items():
-            unp = m.get("n_unparseable") or 0
-            if unp:
-                total = (m.get("n") or 0) + unp + (m.get("n_errors") or 0)
-                lines.append(f"warning: {unp} of {total} verdicts unparseable ({metric}, task {name})")
+            lines += _judge_warnings(name, metric, m)
         failed = task.get("n_failed") or 0
         if not failed:
             continue
@@ -43,6 +40,24 @@ def warnings(results: dict[str, Any], run_dir: Path | None = None) -> list[str]:
             causes = Counter(_cause(str(r["error"])) for r in
                              read_jsonl_tolerant(run_dir / (task.get("samples_file") or f"samples/{name}.jsonl")) if r.get("error"))
             lines += [f"  {n} x {cause}" for cause, n in causes.most_common()]
+    return lines
+
+
+def _judge_warnings(task: str, metric: str, m: dict[str, Any]) -> list[str]:
+    """Unparseable verdicts of one judge metric; a per-claim / per-context judge also counts the
+    unit verdicts that did not parse (a sample is unparseable only when none of its units parsed)."""
+    lines = []
+    unp = m.get("n_unparseable") or 0
+    unit_key = next((k for k in ("claims", "contexts") if isinstance(m.get(k), dict)), None)
+    if unit_key is not None:
+        units = m[unit_key]
+        if units.get("n_unparseable"):
+            lines.append(f"warning: {units['n_unparseable']} of {units.get('n', '?')} verdicts per {unit_key[:-1]} "
+                         f"unparseable ({metric}, task {task}); left out of their samples' means")
+    if unp:
+        total = (m.get("n") or 0) + unp + (m.get("n_errors") or 0)
+        what = "samples without a parsed verdict" if unit_key else "verdicts unparseable"
+        lines.append(f"warning: {unp} of {total} {what} ({metric}, task {task})")
     return lines
 
 
