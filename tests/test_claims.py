@@ -259,6 +259,23 @@ def test_score_the_rag_example_with_the_fake_judge_then_gate_and_report(tmp_path
     assert "faithfulness" in html and "50 claims: 50 parsed" in html  # the judge table counts the unit verdicts
 
 
+def test_repeated_claim_verdicts_report_agreement_per_claim() -> None:
+    """generation.samples: 3 judges every claim three times; agreement is across each claim's
+    repeats, and the claim whose verdicts differ is the flaky one."""
+    def reply(prompt: str, repeat: int) -> str:
+        return "[[0]]" if repeat == 2 and _claim(prompt).startswith("Paris") else VERDICTS[_claim(prompt)]
+
+    metric = _metric(Judge(reply), generation={"samples": 3, "temperature": 0.7, "max_tokens": 64})
+    [score] = metric.score_batch(*_samples(" ".join(VERDICTS)))
+    claims = score.extra["claims"]
+    assert [c["repeat_verdicts"] for c in claims] == [[1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
+    assert [c["flaky"] for c in claims] == [True, False, False]
+    assert score.value == pytest.approx((2 / 3 + 0 + 1) / 3)
+    agreement = metric.summary([score])["agreement"]
+    assert agreement["per"] == "claim" and agreement["n_flaky"] == 1 and agreement["samples_per_item"] == 3
+    assert agreement["percent_agreement"] == pytest.approx((1 / 3 + 1 + 1) / 3)
+
+
 def test_the_console_counts_unparseable_claim_verdicts() -> None:
     from evalharness.cli.console import warnings
 

@@ -156,6 +156,8 @@ def _unit_detail(spec: JudgeSpec, item: JudgeItem, j: Judgment) -> dict[str, Any
     out.update(status=j.status, value=j.value)
     if j.status != "parsed":
         out["reason"] = "; ".join(c.error or c.verdict.reason for c in j.calls if not c.verdict.ok)
+    if len(j.repeat_verdicts) > 1:  # generation.samples > 1: each unit's repeats, for agreement
+        out.update(repeat_verdicts=j.repeat_verdicts, flaky=j.flaky)
     return out
 
 
@@ -268,7 +270,9 @@ def summarize(spec: JudgeSpec, details: Sequence[dict[str, Any]], values: Sequen
     if spec.mode == "rubric":
         crit = [d["criteria"] for d in details if "criteria" in d]
         out["criteria"] = {c.name: (sum(x[c.name] for x in crit) / len(crit) if crit else math.nan) for c in spec.criteria}
-    repeats = [d["repeat_verdicts"] for d in details if "repeat_verdicts" in d]
+    # agreement across repeats: per item, or per context / claim for the judges that judge those
+    items = details if spec.per == "sample" else [u for d in details for u in d.get(UNIT_KEYS[spec.per], [])]
+    repeats = [d["repeat_verdicts"] for d in items if "repeat_verdicts" in d]
     if repeats:
         level: Literal["nominal", "interval"] = "nominal" if spec.mode == "pairwise" else "interval"
         clean = [[v for v in r if v is not None] for r in repeats]
@@ -276,8 +280,10 @@ def summarize(spec: JudgeSpec, details: Sequence[dict[str, Any]], values: Sequen
             "samples_per_item": spec.generation.samples,
             "percent_agreement": percent_agreement(clean),
             "krippendorff_alpha": krippendorff_alpha(clean, level),
-            "n_flaky": sum(bool(d.get("flaky")) for d in details),
+            "n_flaky": sum(bool(d.get("flaky")) for d in items),
         }
+        if spec.per != "sample":
+            out["agreement"]["per"] = spec.per  # items are contexts / claims, n_flaky counts them
     pairs = [(d["human"], v) for d, v in zip(details, values, strict=True) if "human" in d and d.get("status") == "parsed"]
     if pairs:
         human = [_as_label(h) for h, _ in pairs]
