@@ -119,6 +119,7 @@ def test_group_data_sums_members_and_the_report_marks_the_group(tmp_path: Path, 
     console = capsys.readouterr().out
     assert "mmlu (group): scored on a sample, 1,430 of 14,042 rows" in console
     assert "mmlu_anatomy:" not in console  # the group's note stands for its 57 members
+    assert "note: mmlu_stem (group)" not in console and console.count("note: ") == 1  # and for its subgroups
     groups = json.loads((out / "results.json").read_text())["groups"]
     assert groups["mmlu"]["data"] == {"source": "sample", "rows": 1430, "of": 14042, "used": 1430}
     html = render_html([out])

@@ -90,8 +90,12 @@ def summary_table(results: dict[str, Any]) -> str:
 
     groups = results.get("groups") or {}
     group_notes = {name: sample_note(f"{name} (group)", g.get("data") or {}) for name, g in groups.items()}
-    grouped = {m for name, g in groups.items() if group_notes[name] for m in g.get("members") or []}
-    # a group's note stands for its members (MMLU: one line, not 57)
+    members = {name: set(g.get("members") or []) for name, g in groups.items()}
+    grouped = {m for name in groups if group_notes[name] for m in members[name]}
+    # a group's note stands for its members (MMLU: one line, not 57), and for its subgroups
+    # (mmlu_stem, ...: their members are among the larger noted group's)
+    covered = {name for name in groups for big in groups
+               if big != name and group_notes[big] and members[name] < members[big]}
     notes = [sample_note(name, t.get("data") or {}, t.get("source")) for name, t in results["tasks"].items() if name not in grouped]
-    notes += list(group_notes.values())
+    notes += [note for name, note in group_notes.items() if name not in covered]
     return "\n".join(lines + [f"note: {n}" for n in notes if n])
