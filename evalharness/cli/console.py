@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from evalharness.results.store import read_jsonl_tolerant
+from evalharness.results.store import read_jsonl_tolerant, task_samples_log
 
 
 def _fmt(x: float | None) -> str:
@@ -38,7 +38,7 @@ def warnings(results: dict[str, Any], run_dir: Path | None = None) -> list[str]:
         lines.append(f"warning: {failed} of {total} sample(s) failed in task {name}")
         if run_dir is not None:
             causes = Counter(_cause(str(r["error"])) for r in
-                             read_jsonl_tolerant(run_dir / (task.get("samples_file") or f"samples/{name}.jsonl")) if r.get("error"))
+                             read_jsonl_tolerant(task_samples_log(run_dir, name, task)) if r.get("error"))
             lines += [f"  {n} x {cause}" for cause, n in causes.most_common()]
     return lines
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from evalharness.data.samples import as_id, as_text, as_texts, read_rows
-from evalharness.errors import DataError, SpecError
+from evalharness.errors import DataError, EvalHarnessError, SpecError, UsageError
 from evalharness.execution.score import score_outputs
 from evalharness.metrics.base import Metric, build_metric
 from evalharness.results.schema import CONFIDENCE, new_results
@@ -216,19 +217,54 @@ def _fingerprint(cfg: ScoreConfig, samples: Sequence[Sample], judge: dict[str, A
     }
 
 
+_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+def _task_name(cfg: ScoreConfig) -> str:
+    """The scored task's name: `--task-name` (checked: it names the log file), else the predictions
+    file's stem with any other character made `_`."""
+    if cfg.task_name is not None:
+        if not isinstance(cfg.task_name, str) or not _NAME.fullmatch(cfg.task_name):
+            raise UsageError(f"--task-name: {cfg.task_name!r}: letters, digits, '_', '.' and '-' only "
+                             "(it names the per-sample log in the run directory)")
+        return cfg.task_name
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", cfg.predictions.stem) or "predictions"
+
+
+def _check_output(cfg: ScoreConfig, name: str) -> None:
+    """Refuse an output folder that holds another run's results (a `run`, or scores of another
+    predictions file): no silent overwrite. Scoring the same predictions again replaces its scores."""
+    from evalharness.results.store import load_results
+
+    if not (cfg.output / "results.json").is_file():
+        return
+    try:
+        old = load_results(cfg.output)
+    except EvalHarnessError:
+        return  # an unreadable results.json is rewritten, as `run` does
+    model: dict[str, Any] = m if isinstance(m := old.get("model"), dict) else {}
+    tasks = sorted(old.get("tasks") or {}) if isinstance(old.get("tasks"), dict) else []
+    if model.get("backend") == "predictions" and tasks in ([name], []):
+        return
+    what = (f"scores of {', '.join(tasks)}" if model.get("backend") == "predictions"
+            else f"a {model.get('backend')} run of {', '.join(tasks) or 'no task'}")
+    raise UsageError(f"--output {cfg.output}: it holds {what}; give another --output or delete that folder")
+
+
 def score_predictions(cfg: ScoreConfig) -> dict[str, Any]:
     """Score a predictions file and write a run directory; returns what results.json holds."""
     started = time.time()
     check_resamples(cfg.bootstrap_resamples)
     if not cfg.metrics and not cfg.judges:
         raise SpecError("score: give at least one metric or judge")
+    name = _task_name(cfg)
+    _check_output(cfg, name)
     metrics = build_metrics(cfg.metrics, cfg.metric_params)  # bad names fail before the file is read
     from evalharness.judging.metric import JudgeSession
 
     judges = JudgeSession(cfg.judges, cfg.judge_model, cfg.judge_model_args, cfg.cache_dir, cfg.use_cache)
     metrics += judges.metrics
     samples, outputs = read_predictions(cfg.predictions)
-    name = cfg.task_name or cfg.predictions.stem
     try:
         metric_json, records = score_samples(metrics, samples, outputs, cfg.seed, cfg.bootstrap_resamples)
     finally:

@@ -36,7 +36,7 @@ from evalharness.judging.calls import JudgeItem
 from evalharness.judging.engine import judge_items
 from evalharness.judging.metric import _text
 from evalharness.results.schema import new_results
-from evalharness.results.store import read_jsonl_tolerant, write_json, write_jsonl
+from evalharness.results.store import read_jsonl_tolerant, task_samples_log, write_json, write_jsonl
 from evalharness.spec.judge import JudgeSpec
 
 
@@ -55,7 +55,7 @@ def load_run(run_dir: Path, task: str | None = None) -> tuple[str, dict[str, dic
         task = next(iter(tasks))
     if task not in tasks:
         raise DataError(f"{run_dir}: no task {task!r} (has {', '.join(tasks)})")
-    records = read_jsonl_tolerant(run_dir / tasks[task]["samples_file"])
+    records = read_jsonl_tolerant(task_samples_log(run_dir, task, tasks[task]))
     by_id = {str(r["id"]): r for r in records if r.get("generations") and "error" not in r}
     return run_dir.resolve().name, by_id
 

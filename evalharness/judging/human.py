@@ -32,7 +32,14 @@ from typing import Any
 import numpy as np
 
 from evalharness.errors import DataError, UsageError
-from evalharness.results.store import atomic_write_text, load_results, read_jsonl_tolerant, write_json, write_jsonl
+from evalharness.results.store import (
+    atomic_write_text,
+    load_results,
+    read_jsonl_tolerant,
+    task_samples_log,
+    write_json,
+    write_jsonl,
+)
 
 RATING_FIELDS = ["item", "task", "sample_id", "prompt", "response", "reference", "scale", "rating", "comment"]
 PAIR_FIELDS = ["item", "task", "sample_id", "prompt", "response_a", "response_b", "preference", "comment"]
@@ -54,8 +61,8 @@ def _text(prompt: Any) -> str:
 
 
 def _samples(run_dir: Path, results: dict[str, Any], task: str) -> dict[str, dict[str, Any]]:
-    rel = results["tasks"][task].get("samples_file") or f"samples/{task}.jsonl"
-    return {str(r["id"]): r for r in read_jsonl_tolerant(run_dir / rel) if r.get("generations") and "id" in r}
+    log = task_samples_log(run_dir, task, results["tasks"][task])
+    return {str(r["id"]): r for r in read_jsonl_tolerant(log) if r.get("generations") and "id" in r}
 
 
 def judge_metrics(task_result: dict[str, Any]) -> list[str]:

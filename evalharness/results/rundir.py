@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from evalharness.errors import DataError, UsageError
-from evalharness.results.store import load_results, loads_strict
+from evalharness.results.store import load_results, loads_strict, task_samples_log
 
 
 @dataclass
@@ -47,8 +47,7 @@ class RunDir:
         return groups if isinstance(groups, dict) else {}
 
     def samples_log(self, task: str) -> Path:
-        rel = self.tasks.get(task, {}).get("samples_file") or f"samples/{task}.jsonl"
-        return self.path / rel
+        return task_samples_log(self.path, task, self.tasks.get(task))
 
     def samples(self, task: str) -> list[dict[str, Any]]:
         """The task's per-sample records in log order (a missing log reads as none); bad scores are refused."""

@@ -69,8 +69,32 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, dumps(data, indent=2) + "\n")
 
 
+_TASK_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
 def samples_path(run_dir: Path, task: str) -> Path:
+    """Where a task's per-sample log is written: `samples/<task>.jsonl`, never outside the run
+    directory (a name with a path separator is refused, whoever chose it)."""
+    if not _TASK_NAME.fullmatch(task):
+        raise DataError(f"task name {task!r}: letters, digits, '_', '.' and '-' only (it names a file in {run_dir / 'samples'})")
     return run_dir / "samples" / f"{task}.jsonl"
+
+
+def task_samples_log(run_dir: Path, task: str, entry: Any) -> Path:
+    """A task's per-sample log as results.json names it (`tasks.<task>.samples_file`, default
+    `samples/<task>.jsonl`), confined to the run directory: results.json is input like any other,
+    and a forged one must not make `report` or `gate` read (and show) a file elsewhere."""
+    rel = entry.get("samples_file") if isinstance(entry, dict) else None
+    if rel is None:
+        rel = f"samples/{task}.jsonl"
+    where = f"{run_dir / 'results.json'}: tasks.{task}.samples_file"
+    if not isinstance(rel, str) or not rel:
+        raise DataError(f"{where}: expected a relative path, got {rel!r}")
+    path = run_dir / rel
+    root = run_dir.resolve()
+    if Path(rel).is_absolute() or ".." in Path(rel).parts or not path.resolve().is_relative_to(root):
+        raise DataError(f"{where}: {rel!r} is outside the run directory; a run's logs live in it")
+    return path
 
 
 class SampleLog:

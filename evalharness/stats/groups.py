@@ -28,7 +28,7 @@ import numpy as np
 
 from evalharness.data.full import group_data
 from evalharness.results.schema import CONFIDENCE
-from evalharness.results.store import read_jsonl_tolerant, samples_path
+from evalharness.results.store import read_jsonl_tolerant, task_samples_log
 from evalharness.spec.group import ResolvedGroup
 from evalharness.stats.bootstrap import resample_indices
 from evalharness.types import MetricResult
@@ -36,8 +36,7 @@ from evalharness.types import MetricResult
 
 def member_scores(run_dir: Path, task: str, task_result: dict[str, Any], metric: str) -> np.ndarray | None:
     """A member's finite per-sample scores of `metric`; None when they are not a plain mean."""
-    rel = task_result.get("samples_file")
-    path = run_dir / rel if rel else samples_path(run_dir, task)
+    path = task_samples_log(run_dir, task, task_result)
     values = []
     for rec in read_jsonl_tolerant(path):
         if metric in (rec.get("score_stats") or {}):

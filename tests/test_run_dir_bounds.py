@@ -1,0 +1,94 @@
+"""A run directory keeps to itself: `score` writes only inside its --output and never over another
+run's results, and readers (report, gate, Results.load) read a task's log only from inside the run
+directory, whatever a forged results.json names."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from evalharness.cli import main
+from evalharness.results.frame import Results
+
+ROWS = [{"id": "a", "prediction": "Paris", "references": ["Paris"]},
+        {"id": "b", "prediction": "x", "references": ["y"]}]
+
+
+def _preds(tmp: Path, name: str = "ok") -> Path:
+    path = tmp / f"{name}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS), encoding="utf-8")
+    return path
+
+
+def _one_line_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], *needles: str) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert all(n in err for n in needles), err
+
+
+@pytest.mark.parametrize("name", ["/tmp/abs", "../../escaped", "sub/dir", "bad name/x", "", "a\\b"])
+def test_score_task_name_cannot_name_a_file_outside_the_run(tmp_path: Path, name: str,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    victim = tmp_path / "precious.jsonl"
+    victim.write_text("precious\n", encoding="utf-8")
+    argv = ["score", "--predictions", str(_preds(tmp_path)), "--metrics", "exact_match",
+            "--task-name", str(tmp_path / "precious") if name == "/tmp/abs" else name, "--output", str(tmp_path / "out")]
+    _one_line_exit_2(capsys, argv, "--task-name")
+    assert victim.read_text(encoding="utf-8") == "precious\n" and not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.jsonl", "precious.jsonl"]
+
+
+def test_a_predictions_file_name_with_odd_characters_gets_a_safe_task_name(tmp_path: Path) -> None:
+    preds = tmp_path / "my preds (v2).jsonl"
+    shutil.copy(_preds(tmp_path), preds)
+    assert main(["score", "--predictions", str(preds), "--metrics", "exact_match", "--output", str(tmp_path / "o")]) == 0
+    assert list(json.loads((tmp_path / "o" / "results.json").read_text())["tasks"]) == ["my_preds__v2_"]
+
+
+def test_score_refuses_an_output_that_holds_another_runs_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "base"
+    assert main(["run", "--model", "fake", "--tasks", "arc_easy", "--limit", "4", "--no-progress",
+                 "--cache-dir", str(tmp_path / "c"), "--output", str(run)]) == 0
+    before = (run / "results.json").read_bytes()
+    capsys.readouterr()
+    _one_line_exit_2(capsys, ["score", "--predictions", str(_preds(tmp_path)), "--metrics", "exact_match", "--output", str(run)],
+                     "holds a fake run of arc_easy")
+    assert (run / "results.json").read_bytes() == before
+    # scores of one predictions file: the same file may be scored again (other metrics), another may not
+    out = tmp_path / "scored"
+    assert main(["score", "--predictions", str(_preds(tmp_path)), "--metrics", "exact_match", "--output", str(out)]) == 0
+    assert main(["score", "--predictions", str(_preds(tmp_path)), "--metrics", "exact_match,f1", "--output", str(out)]) == 0
+    capsys.readouterr()
+    _one_line_exit_2(capsys, ["score", "--predictions", str(_preds(tmp_path, "other")), "--metrics", "exact_match",
+                              "--output", str(out)], "holds scores of ok")
+
+
+def _forged(tmp_path: Path, samples_file: str) -> tuple[Path, Path]:
+    """A scored run whose results.json names `samples_file` for its log; the secret it points at."""
+    secret = tmp_path / "secret.jsonl"
+    secret.write_text(json.dumps({"id": "a", "prompt": "SECRET-TOKEN-12345", "generations": ["x"], "scores": {}}) + "\n")
+    run = tmp_path / "run"
+    assert main(["score", "--predictions", str(_preds(tmp_path)), "--metrics", "exact_match", "--output", str(run)]) == 0
+    if samples_file == "symlink":
+        (run / "samples" / "link.jsonl").symlink_to(secret)
+        samples_file = "samples/link.jsonl"
+    results = json.loads((run / "results.json").read_text())
+    results["tasks"]["ok"]["samples_file"] = samples_file.replace("SECRET", str(secret))
+    (run / "results.json").write_text(json.dumps(results))
+    return run, secret
+
+
+@pytest.mark.parametrize("samples_file", ["SECRET", "../secret.jsonl", "samples/../../secret.jsonl", "symlink"])
+def test_a_forged_samples_file_outside_the_run_is_refused_by_every_reader(
+        tmp_path: Path, samples_file: str, capsys: pytest.CaptureFixture[str]) -> None:
+    run, _ = _forged(tmp_path, samples_file)
+    capsys.readouterr()
+    _one_line_exit_2(capsys, ["report", str(run), "--output", str(tmp_path / "r.html")], "samples_file", "outside the run")
+    assert not (tmp_path / "r.html").exists()
+    _one_line_exit_2(capsys, ["gate", str(run), "--baseline", str(run)], "samples_file", "outside the run")
+    with pytest.raises(Exception, match="outside the run directory"):
+        Results.load(run)
