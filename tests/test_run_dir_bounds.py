@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,3 +93,42 @@ def test_a_forged_samples_file_outside_the_run_is_refused_by_every_reader(
     _one_line_exit_2(capsys, ["gate", str(run), "--baseline", str(run)], "samples_file", "outside the run")
     with pytest.raises(Exception, match="outside the run directory"):
         Results.load(run)
+
+
+def _run(tmp: Path, out: Path, tasks: str, limit: int, *extra: str) -> dict[str, Any]:
+    assert main(["run", "--model", "fake", "--tasks", tasks, "--limit", str(limit), "--no-progress",
+                 "--cache-dir", str(tmp / "cache"), "--output", str(out), *extra]) == 0
+    results: dict[str, Any] = json.loads((out / "results.json").read_text())
+    return results
+
+
+def test_adding_a_task_to_a_folder_keeps_the_tasks_already_there(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    first = _run(tmp_path, out, "squad", 6)
+    second = _run(tmp_path, out, "arc_easy", 4)
+    assert sorted(second["tasks"]) == ["arc_easy", "squad"]
+    kept = second["tasks"]["squad"]
+    assert kept["earlier_run"] == first["created"] and kept["metrics"] == first["tasks"]["squad"]["metrics"]
+    assert "earlier_run" not in second["tasks"]["arc_easy"]
+    assert second["usage"]["model"]["requests"] == second["tasks"]["arc_easy"]["usage"]["requests"]  # this run's own
+    assert "squad: kept from an earlier run into this folder" in capsys.readouterr().out
+    # the folder reads as one run: report, gate and Results.load see both tasks
+    assert sorted(Results.load(out).tasks) == ["arc_easy", "squad"]
+    assert main(["gate", str(out), "--baseline", str(out)]) == 0
+    # rerunning the kept task makes it this run's again
+    third = _run(tmp_path, out, "squad", 6)
+    assert "earlier_run" not in third["tasks"]["squad"] and third["tasks"]["arc_easy"]["earlier_run"] == second["created"]
+
+
+def test_a_smaller_limit_into_the_same_folder_says_what_it_replaced_and_counts_only_its_own(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    big = _run(tmp_path, out, "squad", 20)["tasks"]["squad"]["usage"]
+    capsys.readouterr()
+    small = _run(tmp_path, out, "squad", 5)["tasks"]["squad"]
+    assert small["replaced_samples"] == 15 and small["usage"]["requests"] == 5
+    assert small["usage"]["prompt_tokens"] < big["prompt_tokens"] / 2  # was the 20 samples' tokens for 5 requests
+    lines = capsys.readouterr().err
+    assert "squad: this run's 5 samples replace 15 more an earlier run logged in this folder" in lines
+    again = _run(tmp_path, out, "squad", 5)["tasks"]["squad"]
+    assert "replaced_samples" not in again  # nothing more was dropped

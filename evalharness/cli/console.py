@@ -31,6 +31,10 @@ def warnings(results: dict[str, Any], run_dir: Path | None = None) -> list[str]:
     for name, task in results.get("tasks", {}).items():
         for metric, m in task.get("metrics", {}).items():
             lines += _judge_warnings(name, metric, m)
+        if task.get("replaced_samples"):
+            lines.append(f"note: {name}: this run's {task.get('n_samples', 0) + task.get('n_failed', 0):,} samples replace "
+                         f"{task['replaced_samples']:,} more an earlier run logged in this folder (their answers stay in the "
+                         "response cache; rerun with the earlier --limit to restore them)")
         failed = task.get("n_failed") or 0
         if not failed:
             continue
@@ -98,4 +102,8 @@ def summary_table(results: dict[str, Any]) -> str:
                if big != name and group_notes[big] and members[name] < members[big]}
     notes = [sample_note(name, t.get("data") or {}, t.get("source")) for name, t in results["tasks"].items() if name not in grouped]
     notes += [note for name, note in group_notes.items() if name not in covered]
+    kept = [name for name, t in results["tasks"].items() if t.get("earlier_run")]
+    if kept:
+        notes.append(f"{', '.join(kept)}: kept from an earlier run into this folder (not rerun now; "
+                     f"results.json marks {'it' if len(kept) == 1 else 'them'} earlier_run)")
     return "\n".join(lines + [f"note: {n}" for n in notes if n])

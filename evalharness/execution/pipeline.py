@@ -26,7 +26,7 @@ from evalharness.execution.runner import Executor, LocalExecutor, compute_reques
 from evalharness.execution.score import score_outputs
 from evalharness.prompting.requests import to_output
 from evalharness.results.schema import CONFIDENCE, TaskResult, new_results
-from evalharness.results.store import SampleLog, redact, samples_path, write_json, write_jsonl
+from evalharness.results.store import SampleLog, read_jsonl_tolerant, redact, samples_path, write_json, write_jsonl
 from evalharness.results.usage import judge_entry, run_usage, usage_json
 from evalharness.spec.task import LoadedTask
 from evalharness.stats.bootstrap import check_resamples
@@ -87,14 +87,41 @@ def evaluate(cfg: RunConfig) -> dict[str, Any]:
         executor.close()
         cache.close()
         backend.close()
-    if cfg.groups:
+    results["usage"] = run_usage(dict(results["tasks"]))  # this invocation's totals: model under test and judge apart
+    earlier = _earlier_results(cfg, set(results["tasks"]))
+    results["tasks"].update(earlier.get("tasks") or {})
+    if cfg.groups or earlier.get("groups"):
         from evalharness.stats.groups import compute_groups
 
-        results["groups"] = compute_groups(cfg.groups, dict(results), cfg.output, cfg.seed, cfg.bootstrap_resamples)
-    results["usage"] = run_usage(dict(results["tasks"]))  # totals: model under test and judge apart
+        groups = dict(earlier.get("groups") or {})
+        if cfg.groups:
+            groups.update(compute_groups(cfg.groups, dict(results), cfg.output, cfg.seed, cfg.bootstrap_resamples))
+        results["groups"] = groups
     results["duration_s"] = round(time.time() - started, 3)
     write_json(cfg.output / "results.json", results)
     return dict(results)
+
+
+def _earlier_results(cfg: RunConfig, now: set[str]) -> dict[str, Any]:
+    """What an earlier run of the same configuration into this folder (check_output has made sure
+    it is the same) left that this run did not redo: its other tasks, with their logs, and its
+    groups none of whose members were rerun. Kept in results.json, marked `earlier_run`, so adding
+    a task to a folder does not drop the ones already there."""
+    from evalharness.results.rundir import RunDir
+
+    if not (cfg.output / "results.json").is_file():
+        return {}
+    try:
+        old = RunDir.open(cfg.output)
+        created = str(old.results.get("created", "?"))
+        tasks = {name: {**{k: v for k, v in entry.items() if k != "replaced_samples"},  # that run's news, not this one's
+                        "earlier_run": entry.get("earlier_run", created)}
+                 for name, entry in old.tasks.items() if name not in now and old.samples_log(name).is_file()}
+    except EvalHarnessError:
+        return {}  # an unreadable results.json is rewritten, as before
+    groups = {name: g for name, g in old.groups.items()
+              if isinstance(g, dict) and set(g.get("members") or []) and set(g.get("members") or []) <= set(tasks)}
+    return {"tasks": tasks, "groups": groups}
 
 
 def check_output(cfg: RunConfig) -> None:
@@ -137,6 +164,7 @@ def evaluate_task(task: LoadedTask, backend: Backend, cache: ResponseCache | Nul
     prep = _prepare(task, backend, cfg)
     log_path = samples_path(cfg.output, task.spec.name)
     known = known_responses(log_path, prep.fp)  # resume: reuse what a previous run finished
+    replaced = len({str(r.get("id")) for r in read_jsonl_tolerant(log_path)} - {s.id for s in prep.samples})
     recorder = _SampleRecorder(prep, [request_key(backend.identity(), r) for r in prep.flat], SampleLog(log_path))
     try:
         responses, keys, stats = run_requests(backend, prep.flat, cache, known=known, on_batch=recorder.on_batch,
@@ -159,6 +187,7 @@ def evaluate_task(task: LoadedTask, backend: Backend, cache: ResponseCache | Nul
         "data": data_entry(task, prep.n_rows, len(prep.samples)),  # a vendored sample is recorded as one, with its size
         "usage": usage_json(stats, backend),  # tokens used vs computed now, and cost: see results/usage.py
         **judge_entry(metrics),  # type: ignore[typeddict-item]  # the judge's tokens and cost, apart from the model's
+        **({"replaced_samples": replaced} if replaced else {}),  # a smaller --limit than the log's run
         "duration_s": round(time.time() - started, 3),
     }
 

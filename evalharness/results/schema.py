@@ -69,6 +69,8 @@ class TaskResult(TypedDict, total=False):
     usage: dict[str, Any]
     judge_usage: dict[str, Any]
     corpus_size: int  # retrieval tasks: the number of corpus texts ranked per query
+    replaced_samples: int  # samples an earlier run logged here that this run (a smaller --limit) left out
+    earlier_run: str  # set on a task kept from an earlier run into the same folder: that run's `created`
     duration_s: float
 
 
