@@ -431,3 +431,19 @@ def test_embedded_model_as_judge_end_to_end(tmp_path: Path) -> None:
     m = json.loads((tmp_path / "o" / "results.json").read_text())["tasks"]["p"]["metrics"]["tiny"]
     assert m["n"] + m["n_unparseable"] == 2
     assert main([*args[:-4], "--judge-model-args", "fail_unused=1", *args[-4:]]) == 2  # bad args fail cleanly
+
+
+def test_a_judge_whose_prompt_shows_the_question_needs_the_question_field(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """No `prompt` column: mt_bench_single would judge an empty question; it is refused in one line.
+    A judge whose prompt does not show a question runs without one."""
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"id": "a", "prediction": "Paris", "references": ["Paris"]}) + "\n")
+    argv = ["score", "--predictions", str(preds), "--judge-model", "fake", "--judge-model-args", "output=[[5]]"]
+    assert main([*argv, "--judge", "mt_bench_single", "--output", str(tmp_path / "o1")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "judge mt_bench_single: sample 'a': no 'prompt' field" in err, err
+    quiet = tmp_path / "no_question.yaml"
+    quiet.write_text(find_judge("mt_bench_single").path.read_text().replace("name: mt_bench_single", "name: no_question")  # type: ignore[union-attr]
+                     .replace("{{ question }}", "(not shown)"))
+    assert main([*argv, "--judge", str(quiet), "--output", str(tmp_path / "o2")]) == 0

@@ -262,6 +262,18 @@ def _as_str_tuple(value: Any, where: str, name: str) -> tuple[str, ...]:
     return as_texts(value, where, name)
 
 
+def _choice_index(value: Any, where: str) -> int:
+    """An answer index: an integer, or a string of digits (CSV); 1.9, true and null are refused, never
+    truncated or read as 1."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    raise DataError(f"{where}: {_show(value)} is not a choice index (a whole number)")
+
+
 def build_sample(task: LoadedTask, row: dict[str, Any], index: int, where: str) -> Sample:
     """Map one raw row to a Sample; a missing or ill-typed field is a DataError naming it."""
     t = task.spec
@@ -286,7 +298,7 @@ def build_sample(task: LoadedTask, row: dict[str, Any], index: int, where: str) 
         raw_choices = field(mc.choices, "multiple_choice.choices")
         if not isinstance(raw_choices, (list, tuple)) or not raw_choices:
             raise DataError(f"{where}: row {index}: {mc.choices!r} must be a non-empty list of choices")
-        choices = tuple(str(c) for c in raw_choices)
+        choices = _as_str_tuple(list(raw_choices), at, repr(mc.choices))  # numbers written out; null, bool refused
         answer = field(mc.answer, "multiple_choice.answer")
         if mc.labels is not None:
             labels = [str(x) for x in field(mc.labels, "multiple_choice.labels")]
@@ -294,10 +306,7 @@ def build_sample(task: LoadedTask, row: dict[str, Any], index: int, where: str) 
                 raise DataError(f"{where}: row {index}: answer {answer!r} is not one of the labels {labels}")
             gold = labels.index(str(answer))
         else:
-            try:
-                gold = int(answer)
-            except (TypeError, ValueError):
-                raise DataError(f"{where}: row {index}: answer {answer!r} is not a choice index") from None
+            gold = _choice_index(answer, f"{at}: {mc.answer!r} (task field multiple_choice.answer)")
         if not 0 <= gold < len(choices):
             raise DataError(f"{where}: row {index}: answer index {gold} out of range for {len(choices)} choices")
         fields["choices"] = list(choices)

@@ -20,6 +20,7 @@ An answer without claims has nothing to judge: the sample is unparseable with th
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import replace
@@ -77,12 +78,25 @@ def _reference(spec: JudgeSpec, sample: Sample) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=64)
+def _printed(template: str, system: str) -> frozenset[str]:
+    """The variables a judge's prompt reads (its template and system message)."""
+    from jinja2 import meta
+
+    from evalharness.prompting.render import environment
+
+    return frozenset(meta.find_undeclared_variables(environment().parse(template + "\n" + system)))
+
+
 def item_for(spec: JudgeSpec, sample: Sample, output: Output) -> JudgeItem:
     q = spec.inputs.question
     ctx = spec.inputs.context
     for key in (q, ctx):
         if key and key in sample.fields and sample.fields[key] is None:
             raise DataError(f"judge {spec.name}: sample {sample.id!r}: {key!r} is null (the judge would see no {key})")
+    if q and q not in sample.fields and "question" in _printed(spec.template or "", spec.system or ""):
+        raise DataError(f"judge {spec.name}: sample {sample.id!r}: no {q!r} field, and the judge's prompt shows the question "
+                        f"(give a {q!r} column, or name another field with the judge's question input)")
     return JudgeItem(
         id=sample.id,
         answers=_answers(spec, sample, output),

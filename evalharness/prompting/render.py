@@ -204,10 +204,18 @@ def _finalize(value: Any) -> Any:
     if value is None:  # a null data field would print as the word 'None' and be scored
         raise TemplateError("a printed field is null (it would render as the text 'None'); fix the data or use "
                             "{{ field or '' }}")
+    if isinstance(value, Mapping):  # would print as Python's repr ({'a': 1}), which no prompt means
+        raise TemplateError(f"a printed value is a mapping ({_short(value)}), which would render as Python's repr; "
+                            "print one of its fields ({{ x.key }}) or format it with a filter (tojson)")
     cap = _limits().max_output
     if _weight(value, cap) > cap:
         raise _refuse("printing a value", cap)
     return value
+
+
+def _short(value: Any) -> str:
+    keys = list(value)[:3]
+    return "keys " + ", ".join(repr(k) for k in keys) + (", ..." if len(value) > 3 else "")
 
 
 @functools.lru_cache(maxsize=1)
