@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -137,3 +138,52 @@ def test_lm_eval_flags_debug_anywhere_and_include_path(tmp_path: Path, capsys: p
     # --device goes to the backend as a model arg (the fake backend has no device, and says so)
     assert main(["run", "--model", "fake", "--tasks", "arc_easy", "--device", "cuda:0", "--no-progress"]) == 2
     assert "unexpected keyword argument 'device'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"limit": -1}, "limit: expected a whole number >= 1, got -1"),  # was a slice: 569 of 570 rows
+    ({"limit": True}, "limit: expected a whole number >= 1, got True"),  # was 1 row
+    ({"limit": "5"}, "limit: expected a whole number >= 1, got '5'"),
+    ({"limit": 2.5}, "limit: expected a whole number >= 1, got 2.5"),
+    ({"num_fewshot": -1}, "num_fewshot: expected a whole number >= 0, got -1"),
+    ({"batch_size": 0}, "batch_size: expected a whole number >= 1 or 'auto', got 0"),
+    ({"seed": "x"}, "seed: expected a whole number >= 0, got 'x'"),
+    ({"model": None}, "model: expected a backend name"),
+    ({"model_args": 5}, "model_args: expected a dict or a 'k=v,k2=v2' string, got 5"),
+    ({"limits": {"nosuch": 2}}, "limits: 'nosuch' is not among the tasks (arc_easy)"),
+    ({"limits": "arc_easy=2"}, "limits: expected a mapping of task name -> count"),
+    ({"limits": {"arc_easy": 0}}, "limits: arc_easy: expected a whole number >= 1, got 0"),
+])
+def test_evaluate_checks_its_arguments_as_the_cli_checks_its_flags(kwargs: dict[str, object], message: str) -> None:
+    args: dict[str, object] = {"model": "fake", **kwargs}
+    with pytest.raises(UsageError, match=re.escape(message)):
+        evalharness.evaluate("arc_easy", **args)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="tasks: expected a name"):
+        evalharness.evaluate(5, model="fake")  # type: ignore[arg-type]
+
+
+def test_run_config_checks_its_numbers_too() -> None:
+    from evalharness.execution.config import RunConfig
+
+    with pytest.raises(UsageError, match="limit: expected a whole number >= 1, got -1"):
+        RunConfig(tasks=["arc_easy"], model="fake", limit=-1)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"predictions": "Paris", "references": ["Paris"]}, "predictions: expected a list with one entry per prediction, got str"),
+    ({"ids": [None, "y"]}, "ids[0]: expected a non-empty string or an integer, got None"),  # was the id "None"
+    ({"predictions": ["Paris", None]}, "predictions[1]: expected a string or a list of strings, got None"),
+    ({"predictions": ["Paris", float("nan")]}, "predictions[1]: expected a string or a list of strings, got nan"),
+    ({"references": ["Paris", {"a": 1}]}, "references[1]: expected a string or a list of strings"),
+    ({"prompts": ["Q?", 3]}, "prompts[1]: expected a string, got 3"),
+    ({"metrics": [{"name": "bleu"}]}, "metrics: names only"),
+])
+def test_score_checks_each_column_entry_and_never_coerces(kwargs: dict[str, object], message: str) -> None:
+    args: dict[str, object] = {"predictions": ["Paris", "x"], "references": ["Paris", "y"], "metrics": ["exact_match"], **kwargs}
+    with pytest.raises(UsageError, match=re.escape(message)):
+        evalharness.score(**args)  # type: ignore[arg-type]
+
+
+def test_score_takes_any_iterable_and_a_comma_separated_metric_string() -> None:
+    r = evalharness.score((p for p in ["Paris", "x"]), [["Paris"], ["y"]], metrics="exact_match,f1")
+    assert {m: v for m, v in r.to_pandas()[["metric", "value"]].itertuples(index=False)} == {"exact_match": 50.0, "f1": 50.0}

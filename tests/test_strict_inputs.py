@@ -108,7 +108,7 @@ def test_yaml_merge_keys_may_still_be_overridden() -> None:
     ("flags", "expected"),
     [
         (["--model-args", "seed=1,seed=2"], "--model-args: seed is given twice (items 1 and 2)"),
-        (["--batch-size", "0"], "--batch-size/--batch_size: expected a whole number >= 1 or auto, got 0"),
+        (["--batch-size", "0"], "--batch-size/--batch_size: expected a whole number >= 1 or auto, got '0'"),
         (["--bootstrap", "-1"], "--bootstrap: expected a number >= 0, got -1"),
     ],
 )

@@ -43,6 +43,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def count(text: str) -> int:
+    """--limit: a whole number >= 1 (0 would evaluate nothing)."""
+    value = positive_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
 def resample_count(text: str) -> int:
     """--bootstrap: 0 (no bootstrap CI, recorded as null) or at least 100 resamples."""
     from evalharness.stats.bootstrap import MIN_RESAMPLES
@@ -55,8 +63,14 @@ def resample_count(text: str) -> int:
 
 def batch_size(text: str) -> str:
     """--batch-size: a whole number >= 1, or auto."""
-    if text != "auto" and positive_int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or auto, got {text}")
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or auto, got {text!r}")
     return text
 
 

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from evalharness.cli.args import Command, add_model_args, add_unsafe_code_flag, batch_size, positive_int, resample_count
+from evalharness.cli.args import Command, add_model_args, add_unsafe_code_flag, batch_size, count, positive_int, resample_count
 from evalharness.cli.console import print_warnings, summary_table
 from evalharness.errors import UsageError
 
@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", action="append", type=Path, default=[], metavar="DIR",
                    help="a folder task files may read data from besides their own (repeatable; "
                         "also $EVALHARNESS_DATA_ROOTS)")
-    p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N samples")
+    p.add_argument("--limit", type=count, default=None, help="evaluate only the first N samples")
     p.add_argument("--limits", default="", help="per-task limits, e.g. arc_easy=100,gsm8k=10 (override --limit)")
     p.add_argument("--num-fewshot", "--num_fewshot", type=positive_int, default=None, help="override the task's few-shot count")
     p.add_argument("--batch-size", "--batch_size", type=batch_size, default=None, help="N or auto (GPU)")

@@ -40,6 +40,8 @@ def model_args_dict(model_args: Mapping[str, Any] | str | None) -> dict[str, Any
         return {}
     if isinstance(model_args, str):
         return dict(parse_model_args(model_args))
+    if not isinstance(model_args, Mapping) or not all(isinstance(k, str) for k in model_args):
+        raise UsageError(f"model_args: expected a dict or a 'k=v,k2=v2' string, got {model_args!r}")
     return dict(model_args)
 
 
@@ -48,7 +50,10 @@ def resolve_tasks(tasks: str | Sequence[str | LoadedTask | ResolvedGroup] | Load
     from evalharness.spec.group import resolve_items
     from evalharness.spec.library import parse_task_list
 
-    items: list[Any] = parse_task_list(tasks) if isinstance(tasks, str) else [tasks] if isinstance(tasks, LoadedTask) else list(tasks)
+    if not isinstance(tasks, (str, Path, LoadedTask, ResolvedGroup, list, tuple)):
+        raise UsageError(f"tasks: expected a name, a list of names, YAML paths or loaded tasks, got {tasks!r}")
+    single = isinstance(tasks, (Path, LoadedTask, ResolvedGroup))
+    items: list[Any] = parse_task_list(tasks) if isinstance(tasks, str) else [tasks] if single else list(tasks)
     if not items:
         raise UsageError("tasks: give at least one task name, group name or YAML path")
     return resolve_items(items)
@@ -147,9 +152,14 @@ def evaluate(
     unknown = sorted(set(options) - _RUN_OPTIONS - {"gen_kwargs", "data"})
     if unknown:
         raise UsageError(f"evaluate: unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(_RUN_OPTIONS))})")
+    if not isinstance(model, str) or not model:
+        raise UsageError(f"evaluate: model: expected a backend name such as 'hf' or 'fake', got {model!r}")
     BACKENDS.get(model)  # a typo fails before any task or data is read
     args = model_args_dict(model_args)
     if batch_size is not None:
+        as_int = int(batch_size) if isinstance(batch_size, str) and batch_size.isdigit() else batch_size  # "16" (the CLI's)
+        if batch_size != "auto" and (isinstance(as_int, bool) or not isinstance(as_int, int) or as_int < 1):
+            raise UsageError(f"evaluate: batch_size: expected a whole number >= 1 or 'auto', got {batch_size!r}")
         args["batch_size"] = batch_size
     found, groups = resolve_tasks(tasks)
     found = with_gen_kwargs(found, options.pop("gen_kwargs", None))
@@ -186,10 +196,15 @@ def score(
     """
     from evalharness.execution.predictions import ScoreConfig, score_predictions
 
-    n = len(predictions)
-    for name, column in (("references", references), ("prompts", prompts), ("ids", ids)):
+    preds = _column(predictions, "predictions", _text_or_texts) or []
+    n = len(preds)
+    refs = _column(references, "references", _text_or_texts)
+    asked = _column(prompts, "prompts", _text)
+    names = _column(ids, "ids", _id)
+    for name, column in (("references", refs), ("prompts", asked), ("ids", names)):
         if column is not None and len(column) != n:
             raise UsageError(f"score: {name} has {len(column)} entries, predictions has {n}")
+    metrics, judges = _names(metrics, "metrics"), _names(judges, "judges")
     if not metrics and not judges:
         raise UsageError("score: give metrics=[...] or judges=[...]")
     known = {f.name for f in dataclasses.fields(ScoreConfig)} - {"predictions", "metrics", "output", "judges"}
@@ -200,12 +215,12 @@ def score(
         options["judge_model_args"] = model_args_dict(options["judge_model_args"])
     options.setdefault("task_name", "predictions")
     rows = []
-    for i, pred in enumerate(predictions):
-        row: dict[str, Any] = {"id": str(ids[i]) if ids is not None else str(i), "prediction": pred}
-        if references is not None:
-            row["references"] = references[i]
-        if prompts is not None:
-            row["input"] = row["prompt"] = prompts[i]
+    for i, pred in enumerate(preds):
+        row: dict[str, Any] = {"id": str(names[i]) if names is not None else str(i), "prediction": pred}
+        if refs is not None:
+            row["references"] = refs[i]
+        if asked is not None:
+            row["input"] = row["prompt"] = asked[i]
         rows.append(row)
     with _run_dir(output) as out, tempfile.TemporaryDirectory(prefix="evalharness-pred-") as tmp:
         path = (out if output is not None else Path(tmp)) / "predictions.jsonl"
@@ -214,3 +229,42 @@ def score(
         score_predictions(ScoreConfig(predictions=path, metrics=list(metrics), output=out, judges=list(judges), **options))
         loaded = Results.load(out)
     return loaded if output is not None else Results(loaded.results, loaded.records, None)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _text_or_texts(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value))
+
+
+def _id(value: Any) -> bool:
+    return (isinstance(value, str) and value != "") or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _column(value: Any, what: str, ok: Any) -> list[Any] | None:
+    """One of score()'s columns as a list (a list, tuple, pandas Series, generator...), each entry
+    checked: a null, a NaN or a number where text belongs is refused naming its index, never coerced."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
+        raise UsageError(f"score: {what}: expected a list with one entry per prediction, got {type(value).__name__} {value!r:.60}")
+    column = list(value)
+    for i, entry in enumerate(column):
+        if not ok(entry):
+            kind = "a non-empty string or an integer" if ok is _id else "a string" if ok is _text else "a string or a list of strings"
+            raise UsageError(f"score: {what}[{i}]: expected {kind}, got {entry!r:.60}")
+    return column
+
+
+def _names(value: Any, what: str) -> list[str]:
+    """Metric or judge names: a list of names, or one string (comma-separated, as on the command line)."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    names = list(value or ())
+    bad = [v for v in names if not isinstance(v, str)]
+    if bad:
+        raise UsageError(f"score: {what}: names only (e.g. 'bleu'), got {bad[0]!r:.60}; give metric parameters as "
+                         "metric_params={'bleu': {...}}")
+    return names

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalharness.errors import UsageError
 from evalharness.spec.group import ResolvedGroup, resolve_items
 from evalharness.spec.task import LoadedTask
 
@@ -40,8 +41,47 @@ class RunConfig:
     def __post_init__(self) -> None:
         self.output = Path(self.output)
         self.cache_dir = None if self.cache_dir is None else Path(self.cache_dir)
+        _check_numbers(self)
         items: list[Any] = list(self.tasks)
-        if not any(isinstance(item, (str, Path)) for item in items):
-            return
-        tasks, groups = resolve_items(items)
-        self.tasks, self.groups = tasks, [*self.groups, *groups]
+        if any(isinstance(item, (str, Path)) for item in items):
+            tasks, groups = resolve_items(items)
+            self.tasks, self.groups = tasks, [*self.groups, *groups]
+        self.limits = _check_limits(self.limits, self.tasks, self.groups)
+
+
+def whole(value: Any, what: str, least: int) -> int:
+    """`value` as a count: an int (not a bool, not 2.5, not "5") of at least `least`; else one line."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise UsageError(f"{what}: expected a whole number >= {least}, got {value!r}")
+    return value
+
+
+def _check_numbers(cfg: RunConfig) -> None:
+    """The counts a run takes, checked the way the CLI checks its flags (the Python API has no argparse)."""
+    if cfg.limit is not None:
+        whole(cfg.limit, "limit", 1)
+    if cfg.num_fewshot is not None:
+        whole(cfg.num_fewshot, "num_fewshot", 0)
+    whole(cfg.seed, "seed", 0)
+    if isinstance(cfg.bootstrap_resamples, bool) or not isinstance(cfg.bootstrap_resamples, int):
+        raise UsageError(f"bootstrap_resamples: expected a whole number, got {cfg.bootstrap_resamples!r}")
+    if not isinstance(cfg.model, str) or not cfg.model:
+        raise UsageError(f"model: expected a backend name, got {cfg.model!r}")
+
+
+def _check_limits(limits: Any, tasks: Sequence[LoadedTask], groups: Sequence[ResolvedGroup]) -> dict[str, int]:
+    """Per-task limits: task or group names of this run (a group sets each member's) -> counts >= 1."""
+    if not isinstance(limits, Mapping):
+        raise UsageError(f"limits: expected a mapping of task name -> count, got {limits!r}")
+    names = {t.spec.name for t in tasks}
+    members = {g.name: list(g.member_names) for g in groups}
+    out: dict[str, int] = {}
+    for name, value in limits.items():
+        count = whole(value, f"limits: {name}", 1)
+        if name in members and name not in names:
+            out.update(dict.fromkeys(members[name], count))
+        elif name in names:
+            out[name] = count
+        else:
+            raise UsageError(f"limits: {name!r} is not among the tasks ({', '.join(sorted(names))})")
+    return out
