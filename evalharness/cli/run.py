@@ -151,6 +151,8 @@ def include_paths(folders: list[Path]) -> Iterator[None]:
 
 def parse_limits(text: str, task_names: set[str], groups: dict[str, list[str]] | None = None) -> dict[str, int]:
     """`task=N,...`; a group name sets the limit of each of its members (a task named later wins)."""
+    from evalharness.spec.group import spread
+
     limits: dict[str, int] = {}
     groups = groups or {}
     for part in filter(None, (p.strip() for p in text.split(","))):
@@ -158,12 +160,7 @@ def parse_limits(text: str, task_names: set[str], groups: dict[str, list[str]] |
         name = name.strip()
         if not sep or not value.strip().isdigit():
             raise UsageError(f"--limits: expected task=N, got {part!r}")
-        if name in groups and name not in task_names:
-            limits.update(dict.fromkeys(groups[name], int(value)))
-            continue
-        if name not in task_names:
-            raise UsageError(f"--limits: {name!r} is not among --tasks ({', '.join(sorted(task_names))})")
-        limits[name] = int(value)
+        limits.update(spread(name, int(value), task_names, groups, "--limits"))
     return limits
 
 

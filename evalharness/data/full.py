@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from evalharness.errors import DataError, UsageError
+from evalharness.spec.group import spread
 from evalharness.spec.task import DatasetSpec, LoadedTask
 
 DATA_CHOICES = ("sample", "full")
@@ -31,12 +32,7 @@ def parse_data_choice(value: str | Mapping[str, str] | None, task_names: list[st
         name, choice = name.strip(), str(choice).strip()
         if choice not in DATA_CHOICES:
             raise UsageError(f"--data: expected sample, full or task=sample|full,..., got {name}={choice!r}")
-        if name in groups:
-            out.update(dict.fromkeys(groups[name], choice))
-        elif name in task_names:
-            out[name] = choice
-        else:
-            raise UsageError(f"--data: {name!r} is not among --tasks ({', '.join(task_names)})")
+        out.update(spread(name, choice, task_names, groups, "--data"))
     return out
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from evalharness.errors import UsageError
-from evalharness.spec.group import ResolvedGroup, resolve_items
+from evalharness.spec.group import ResolvedGroup, resolve_items, spread
 from evalharness.spec.task import LoadedTask
 
 
@@ -77,11 +77,5 @@ def _check_limits(limits: Any, tasks: Sequence[LoadedTask], groups: Sequence[Res
     members = {g.name: list(g.member_names) for g in groups}
     out: dict[str, int] = {}
     for name, value in limits.items():
-        count = whole(value, f"limits: {name}", 1)
-        if name in members and name not in names:
-            out.update(dict.fromkeys(members[name], count))
-        elif name in names:
-            out[name] = count
-        else:
-            raise UsageError(f"limits: {name!r} is not among the tasks ({', '.join(sorted(names))})")
+        out.update(spread(name, whole(value, f"limits: {name}", 1), names, members, "limits", "the tasks"))
     return out

@@ -18,16 +18,18 @@ Validated like task files (pydantic, `extra="forbid"`, errors name the file and 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, model_validator
 
 from evalharness.errors import RegistryError, SpecError, UsageError
 from evalharness.spec.loader import Strict, is_path, load_file, parse_yaml, read_text, yaml_files
 from evalharness.spec.task import LoadedTask, load_task_file
+
+T = TypeVar("T")
 
 Aggregate = Literal["micro", "macro"]
 AGGREGATES: tuple[Aggregate, ...] = ("micro", "macro")
@@ -192,6 +194,17 @@ def expand_task_list(names: list[str]) -> tuple[list[LoadedTask], list[ResolvedG
 
 def _where(task: LoadedTask) -> Path | None:
     return task.path.resolve() if task.path is not None else None
+
+
+def spread(name: str, value: T, tasks: Collection[str], groups: Mapping[str, Sequence[str]], what: str,
+           among: str = "--tasks") -> dict[str, T]:
+    """A per-task setting (--limits, --data) named by a task or a group of this run: a group sets each
+    member's; a name that is neither is one line."""
+    if name in groups and name not in tasks:
+        return dict.fromkeys(groups[name], value)
+    if name in tasks:
+        return {name: value}
+    raise UsageError(f"{what}: {name!r} is not among {among} ({', '.join(sorted(tasks))})")
 
 
 def resolve_items(items: Sequence[Any]) -> tuple[list[LoadedTask], list[ResolvedGroup]]:
