@@ -187,3 +187,16 @@ def test_score_checks_each_column_entry_and_never_coerces(kwargs: dict[str, obje
 def test_score_takes_any_iterable_and_a_comma_separated_metric_string() -> None:
     r = evalharness.score((p for p in ["Paris", "x"]), [["Paris"], ["y"]], metrics="exact_match,f1")
     assert {m: v for m, v in r.to_pandas()[["metric", "value"]].itertuples(index=False)} == {"exact_match": 50.0, "f1": 50.0}
+
+
+def test_samples_of_a_log_with_an_impossible_gold_is_one_clear_error(tmp_path: Path) -> None:
+    from evalharness.errors import DataError
+
+    r = evalharness.evaluate("arc_easy", model="fake", limit=3, output=tmp_path / "run")
+    log = tmp_path / "run" / "samples" / "arc_easy.jsonl"
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    recs[1]["gold"] = 99
+    log.write_text("".join(json.dumps(x) + "\n" for x in recs))
+    assert len(r.samples("arc_easy")) == 3  # in memory: untouched
+    with pytest.raises(DataError, match=r"sample '.*': gold 99 is not an index into its \d choices"):
+        Results.load(tmp_path / "run").samples("arc_easy")

@@ -107,3 +107,17 @@ def test_demo_suite_matches_the_documented_demo() -> None:
     assert "run --suite suites/demo.yaml --output $(DEMO_OUT)" in makefile
     readme = (REPO / "README.md").read_text()
     assert "100 ARC-Easy questions, 24 SQuAD questions, 100 PIQA questions and 40 LAMBADA passages" in readme
+
+
+def test_a_built_in_suite_is_found_by_name_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from evalharness.assets import builtin_dir
+    from evalharness.spec.suite import find_suite
+
+    monkeypatch.chdir(tmp_path)  # no suites/ folder here
+    demo = builtin_dir("suites") / "demo.yaml"
+    assert find_suite("demo").path == demo.resolve() == find_suite("suites/demo.yaml").path
+    assert main(["run", "--suite", "nosuch"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --suite nosuch: no such file, and no built-in suite of that name (built-in: demo)"
+    assert main(["run", "--suite", "mine.yaml"]) == 2 and "mine.yaml: file not found" in capsys.readouterr().err

@@ -60,6 +60,10 @@ def test_wheel_in_a_fresh_venv_works_outside_the_checkout(tmp_path: Path) -> Non
     assert "arc_easy" in _sh([str(bin_ / "evalharness"), "list", "tasks"], env, home).stdout
     # shell completion from the installed package (shtab comes with it), built-in task names included
     assert " arc_easy " in _sh([str(bin_ / "evalharness"), "completion", "bash"], env, home).stdout
+    # the built-in suite by name (and by the README's path) from a folder with no suites/ in it
+    found = _sh([str(bin_ / "python"), "-c", "from evalharness.spec.suite import find_suite as f; "
+                 "print(f('demo').path, f('suites/demo.yaml').path)"], env, home).stdout.split()
+    assert len(found) == 2 and all("site-packages" in p and p.endswith("demo.yaml") for p in found), found
     # a built-in judge on a predictions file
     (home / "p.jsonl").write_text(json.dumps({"id": "a", "prediction": "Paris", "prompt": "Capital of France?"}) + "\n")
     _sh([str(bin_ / "evalharness"), "score", "--predictions", "p.jsonl", "--judge", "mt_bench_single", "--judge-model", "fake",

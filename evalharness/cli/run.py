@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_args(p, "judge-")
     p.add_argument("--tasks", default=None, help="comma-separated built-in task or group names (e.g. mmlu), or YAML paths")
     p.add_argument("--suite", type=Path, default=None,
-                   help="a suite file (suites/*.yaml): every model on every task, one run dir each under --output, then report.html")
+                   help="a suite file (suites/*.yaml) or a built-in suite's name (demo): every model on every task, "
+                        "one run dir each under --output, then report.html")
     p.add_argument("--data-root", action="append", type=Path, default=[], metavar="DIR",
                    help="a folder task files may read data from besides their own (repeatable; "
                         "also $EVALHARNESS_DATA_ROOTS)")
@@ -170,7 +171,7 @@ def run_suite_command(args: argparse.Namespace) -> int:
     from evalharness.execution.suite import run_suite
     from evalharness.report.html import write_report
     from evalharness.results.store import load_results
-    from evalharness.spec.suite import load_suite_file
+    from evalharness.spec.suite import find_suite
 
     clash = [flag for flag, given in (("--tasks", args.tasks), ("--limits", args.limits), ("--model-args", args.model_args),
                                       ("--judge-model", args.judge_model), ("--num-fewshot", args.num_fewshot is not None),
@@ -179,7 +180,7 @@ def run_suite_command(args: argparse.Namespace) -> int:
         clash.append("--model")
     if clash:
         raise UsageError(f"run --suite: {', '.join(clash)} cannot be combined with a suite (the suite file names models and tasks)")
-    suite = load_suite_file(args.suite)
+    suite = find_suite(args.suite)
     output = args.output or Path(suite.spec.output or Path("runs") / suite.spec.name)
     run_dirs = run_suite(suite, output, cache_dir=args.cache_dir, use_cache=not args.no_cache, progress=not args.no_progress,
                          cap=args.limit, batch_size=args.batch_size, executor=args.executor,

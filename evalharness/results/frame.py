@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalharness.errors import UsageError
+from evalharness.errors import DataError, UsageError
 from evalharness.results.rundir import RunDir
 
 if TYPE_CHECKING:
@@ -72,10 +72,9 @@ class Results:
         for rec in self.records[task]:
             row: dict[str, Any] = {"id": rec.get("id"), "prompt": rec.get("prompt")}
             if "choices" in rec:
-                row["target"] = rec["choices"][rec["gold"]] if isinstance(rec.get("gold"), int) else rec.get("gold")
-                predicted = rec.get("predicted")
-                row["output"] = rec["choices"][predicted] if isinstance(predicted, int) else None
-                row["extracted"] = predicted
+                row["target"] = _choice(rec, "gold", task)
+                row["output"] = _choice(rec, "predicted", task)
+                row["extracted"] = rec.get("predicted")
             else:
                 refs = rec.get("references")
                 row["references"] = refs
@@ -97,3 +96,16 @@ class Results:
     def __repr__(self) -> str:
         where = str(self.path) if self.path else "in memory"
         return f"Results({', '.join(self.tasks)}; {where})"
+
+
+def _choice(rec: dict[str, Any], key: str, task: str) -> Any:
+    """The text of a record's `gold` / `predicted` choice; an index outside its choices is a corrupt
+    log, refused in one line (never an IndexError)."""
+    index, choices = rec.get(key), rec.get("choices")
+    if not isinstance(index, int) or isinstance(index, bool):
+        return index if key == "gold" else None
+    if not isinstance(choices, list) or not 0 <= index < len(choices):
+        n = len(choices) if isinstance(choices, list) else 0
+        raise DataError(f"samples log of task {task}: sample {rec.get('id')!r}: {key} {index} is not an index into its "
+                        f"{n} choices (a corrupt log)")
+    return choices[index]

@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from evalharness.errors import SpecError
 from evalharness.spec.loader import Strict, load_file
 
 ArgValue = str | int | float | bool | None
@@ -97,6 +98,24 @@ class LoadedSuite:
         if p.suffix in {".yaml", ".yml"} and not p.is_absolute() and (self.path.parent / p).is_file():
             return str(self.path.parent / p)
         return entry.task
+
+
+def find_suite(name_or_path: str | Path) -> LoadedSuite:
+    """A suite file by path, or a built-in suite by name (`demo`: the wheel carries them, so this
+    works from any folder); neither is one line naming the built-in ones."""
+    from evalharness.assets import builtin_dir
+
+    p = Path(name_or_path)
+    if p.exists() or p.suffix in {".yaml", ".yml"} or len(p.parts) > 1:
+        builtin = builtin_dir("suites") / p.name
+        if not p.exists() and len(p.parts) == 2 and p.parts[0] == "suites" and builtin.is_file():
+            return load_suite_file(builtin)  # `suites/demo.yaml` as the README names it, outside a checkout
+        return load_suite_file(p)
+    builtin = builtin_dir("suites") / f"{p.name}.yaml"
+    if builtin.is_file():
+        return load_suite_file(builtin)
+    known = sorted(f.stem for f in builtin_dir("suites").glob("*.yaml"))
+    raise SpecError(f"--suite {name_or_path}: no such file, and no built-in suite of that name (built-in: {', '.join(known) or 'none'})")
 
 
 def load_suite_file(path: str | Path) -> LoadedSuite:
