@@ -135,6 +135,10 @@ def test_lm_eval_flags_debug_anywhere_and_include_path(tmp_path: Path, capsys: p
     assert "unrecognized arguments: --numfewshot" in capsys.readouterr().err
     assert main(["run", "--model", "fake", "--tasks", "gsm8k", "--gen_kwargs", "top_p=7", "--no-progress"]) == 2
     assert "--gen_kwargs: top_p" in capsys.readouterr().err
+    # checked even when no task generates (a typo was a silent no-op on arc_easy)
+    for bad in ("temperature=abc", "nosuch=1"):
+        assert main(["run", "--model", "fake", "--tasks", "arc_easy", "--gen_kwargs", bad, "--no-progress"]) == 2
+        assert f"--gen_kwargs: {bad.split('=')[0]}" in capsys.readouterr().err
     # --device goes to the backend as a model arg (the fake backend has no device, and says so)
     assert main(["run", "--model", "fake", "--tasks", "arc_easy", "--device", "cuda:0", "--no-progress"]) == 2
     assert "unexpected keyword argument 'device'" in capsys.readouterr().err

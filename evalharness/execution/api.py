@@ -74,16 +74,21 @@ def with_gen_kwargs(tasks: list[LoadedTask], gen_kwargs: Mapping[str, Any] | str
     extra = {_GEN_NAMES.get(k, k): v for k, v in extra.items() if k != "do_sample"}
     if isinstance(extra.get("stop"), str):
         extra["stop"] = [extra["stop"]]
+
+    def laid_over(base: dict[str, Any]) -> GenerateSpec:
+        try:
+            return GenerateSpec(**{**base, **extra})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise UsageError(f"--gen_kwargs: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+
+    laid_over({})  # checked even when no task generates: a typo is an error, not a silent no-op
     out = []
     for t in tasks:
         if t.spec.generate is None:
             out.append(t)
             continue
-        try:
-            gen = GenerateSpec(**{**t.spec.generate.model_dump(), **extra})
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise UsageError(f"--gen_kwargs: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+        gen = laid_over(t.spec.generate.model_dump())
         digest = hashlib.sha256(f"{t.file_hash}{json.dumps(gen.model_dump(), sort_keys=True)}".encode()).hexdigest()
         out.append(t.model_copy(update={"spec": t.spec.model_copy(update={"generate": gen}), "file_hash": digest}))
     return out
