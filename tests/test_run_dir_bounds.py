@@ -132,3 +132,20 @@ def test_a_smaller_limit_into_the_same_folder_says_what_it_replaced_and_counts_o
     assert "squad: this run's 5 samples replace 15 more an earlier run logged in this folder" in lines
     again = _run(tmp_path, out, "squad", 5)["tasks"]["squad"]
     assert "replaced_samples" not in again  # nothing more was dropped
+
+
+def test_readers_refuse_a_duplicate_key_in_results_and_a_bad_line_inside_a_log(tmp_path: Path,
+                                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    assert main(["score", "--predictions", str(_preds(tmp_path)), "--metrics", "exact_match", "--output", str(run)]) == 0
+    text = (run / "results.json").read_text()
+    (run / "results.json").write_text(text.replace('"schema_version": 1,', '"schema_version": 1, "schema_version": 1,', 1))
+    capsys.readouterr()
+    _one_line_exit_2(capsys, ["report", str(run), "--output", str(tmp_path / "r.html")], "duplicate key 'schema_version'")
+    (run / "results.json").write_text(text)
+    log = run / "samples" / "ok.jsonl"
+    good = log.read_text().splitlines()
+    log.write_text(good[0] + "\n" + good[1][:20] + "\n")  # a torn last line: skipped (a crash mid-write)
+    assert len(Results.load(run).records["ok"]) == 1
+    log.write_text(good[0][:20] + "\n" + good[1] + "\n")  # torn in the middle: a finished log never is
+    _one_line_exit_2(capsys, ["gate", str(run), "--baseline", str(run)], "ok.jsonl:1: not JSON", "only a log's last line")

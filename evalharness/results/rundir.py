@@ -67,19 +67,24 @@ def _is_number(v: Any) -> bool:
 
 def read_samples_log(path: Path) -> list[dict[str, Any]]:
     """A per-sample log's records, checked: strict JSON, scores finite numbers or null (undefined,
-    e.g. an unparseable verdict), statistics lists of finite numbers. A torn line (a crash
-    mid-write) is skipped; NaN, Infinity or a mistyped score is refused naming the file and line."""
+    e.g. an unparseable verdict), statistics lists of finite numbers. A torn last line (a crash
+    mid-write) is skipped; a bad line anywhere else (a finished run rewrites its log whole), NaN,
+    Infinity or a mistyped score is refused naming the file and line."""
     if not path.exists():
         return []
     lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
+    last = max((no for no, line in enumerate(lines, 1) if line.strip()), default=0)
     records = []
     for no, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             rec = loads_strict(line)
-        except json.JSONDecodeError:
-            continue  # a line torn by a crash mid-write (a resumed run continues after it)
+        except json.JSONDecodeError as exc:
+            if no == last:
+                continue  # a line torn by a crash mid-write
+            raise DataError(f"{path}:{no}: not JSON ({exc.msg}); only a log's last line may be torn by a crash: "
+                            "rerun the task to rewrite its log") from None
         except ValueError as exc:  # NaN / Infinity
             raise DataError(f"{path}:{no}: not a valid sample record: {exc}") from None
         if not isinstance(rec, dict):

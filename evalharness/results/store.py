@@ -60,9 +60,19 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (a strict parser refuses it)")
 
 
-def loads_strict(text: str) -> Any:
-    """Parse strict JSON: NaN, Infinity and -Infinity are refused (ValueError)."""
-    return json.loads(text, parse_constant=_refuse_constant)
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"duplicate key {key!r} (which one counts is undefined)")
+        seen[key] = value
+    return seen
+
+
+def loads_strict(text: str, unique_keys: bool = False) -> Any:
+    """Parse strict JSON: NaN, Infinity and -Infinity are refused (ValueError), and with
+    `unique_keys` a key given twice in one object (results.json; logs skip the cost)."""
+    return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys if unique_keys else None)
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -145,7 +155,7 @@ def load_results(run_dir: Path | str) -> dict[str, Any]:
     p = Path(run_dir)
     path = p / "results.json" if p.is_dir() else p
     try:
-        data = loads_strict(path.read_text(encoding="utf-8"))
+        data = loads_strict(path.read_text(encoding="utf-8"), unique_keys=True)
     except FileNotFoundError:
         raise DataError(f"{path}: no results.json here (is this a run directory?)") from None
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError, as are NaN/Infinity
