@@ -228,6 +228,25 @@ def test_max_drop_allowance_and_min_value(tmp_path: Path) -> None:
     assert code == 1 and "value 0.5 is below the minimum 0.55" in out
 
 
+@pytest.mark.parametrize(("rule", "message"), [
+    ("{max_drop: .inf}", "tasks.toy.acc.max_drop: Input should be a finite number"),
+    ("{min_value: -.inf}", "tasks.toy.acc.min_value: Input should be a finite number"),
+    ("{max_unparseable_rate: 0.1}", "tasks.toy.acc.max_unparseable_rate: acc is not a judge metric"),
+])
+def test_rules_that_cannot_mean_anything_are_refused(tmp_path: Path, rule: str, message: str) -> None:
+    base, cur = acc_pair()
+    cfg = tmp_path / "gate.yaml"
+    cfg.write_text(f"tasks:\n  toy:\n    acc: {rule}\n")
+    code, out, err = gate(tmp_path / "a", {"acc": base}, {"acc": cur}, "--config", str(cfg))
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_report_path_that_is_a_folder_is_refused_before_the_checks(tmp_path: Path) -> None:
+    base, cur = acc_pair()
+    code, out, err = gate(tmp_path / "a", {"acc": base}, {"acc": cur}, "--markdown", str(tmp_path))
+    assert code == 2 and "is a folder; give a file name" in err and out == ""  # no PASS table printed first
+
+
 def test_only_listed_and_skip() -> None:
     cfg = GateConfig(only_listed=True, tasks={"t": {"acc": Rule(max_drop=0.1), "f1": Rule(skip=True)}})
     assert cfg.rule("t", "acc") == Rule(max_drop=0.1)

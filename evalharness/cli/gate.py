@@ -41,6 +41,9 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from evalharness.spec.gate import load_gate_config
 
     config = load_gate_config(args.config)
+    for path in (args.markdown, args.junit):  # before the checks run, not after the table is printed
+        if path is not None and path.is_dir():
+            raise UsageError(f"{path}: is a folder; give a file name to write")
     report = run_gate(args.current, args.baseline, config, alpha=args.alpha, use_stats=not args.no_stats,
                       allow_mismatch=args.allow_mismatch, correction=args.correction)
     print(console(report))

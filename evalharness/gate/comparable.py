@@ -27,9 +27,13 @@ def check_config_names(cfg: GateConfig, base: RunDir, cur: RunDir, shared: list[
         if task not in shared:
             raise UsageError(f"gate config: tasks.{task}: not a task of both runs (shared: {', '.join(shared) or 'none'})")
         metrics = set(base.tasks[task].get("metrics", {})) & set(cur.tasks[task].get("metrics", {}))
-        for metric in rules:
+        for metric, rule in rules.items():
             if metric not in metrics:
                 raise UsageError(f"gate config: tasks.{task}.{metric}: not a metric of both runs (shared: {', '.join(sorted(metrics))})")
+            judged = any(isinstance(run.tasks[task]["metrics"][metric].get("judge"), dict) for run in (base, cur))
+            if rule.max_unparseable_rate is not None and not judged:
+                raise UsageError(f"gate config: tasks.{task}.{metric}.max_unparseable_rate: {metric} is not a judge metric "
+                                 "(it has no verdicts to parse)")
 
 
 def fingerprint_problems(task: str, base: dict[str, Any], cur: dict[str, Any], notes: list[str]) -> list[str]:

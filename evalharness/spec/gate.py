@@ -36,9 +36,9 @@ class Rule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    min_value: float | None = Field(default=None, description="the current value must be at least this")
-    max_value: float | None = Field(default=None, description="the current value must be at most this")
-    max_drop: float = Field(default=0.0, ge=0.0, description="tolerated worsening, in the metric's units")
+    min_value: float | None = Field(default=None, allow_inf_nan=False, description="the current value must be at least this")
+    max_value: float | None = Field(default=None, allow_inf_nan=False, description="the current value must be at most this")
+    max_drop: float = Field(default=0.0, ge=0.0, allow_inf_nan=False, description="tolerated worsening, in the metric's units")
     max_unparseable_rate: float | None = Field(
         default=None, ge=0.0, le=1.0, description="judges: the current run's share of unparseable verdicts must be at most this")
     skip: bool = Field(default=False, description="do not check this metric")
