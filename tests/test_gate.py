@@ -237,7 +237,7 @@ def test_rules_that_cannot_mean_anything_are_refused(tmp_path: Path, rule: str, 
     base, cur = acc_pair()
     cfg = tmp_path / "gate.yaml"
     cfg.write_text(f"tasks:\n  toy:\n    acc: {rule}\n")
-    code, out, err = gate(tmp_path / "a", {"acc": base}, {"acc": cur}, "--config", str(cfg))
+    code, _out, err = gate(tmp_path / "a", {"acc": base}, {"acc": cur}, "--config", str(cfg))
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
 
 

@@ -177,3 +177,18 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
 def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["score", "--predictions", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "o")]) == 2
     assert "predictions file not found" in capsys.readouterr().err
+
+
+def test_score_errors_name_the_file_the_folder_and_only_the_parameters_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    preds = tmp_path / "noref.jsonl"
+    preds.write_text(json.dumps({"id": "a", "prediction": "x"}) + "\n")
+    assert main(["score", "--predictions", str(preds), "--metrics", "bleu", "--output", str(tmp_path / "o")]) == 2
+    assert f"error: {preds}: metric 'bleu': sample 'a' has no references" in capsys.readouterr().err
+    assert main(["score", "--predictions", str(tmp_path), "--metrics", "bleu", "--output", str(tmp_path / "o")]) == 2
+    assert "is a folder; give the predictions file" in capsys.readouterr().err
+    ok = tmp_path / "ok.jsonl"
+    ok.write_text(json.dumps({"id": "a", "prediction": "x", "references": ["x"]}) + "\n")
+    assert main(["score", "--predictions", str(ok), "--metrics", "bleu", "--metric-args", "bleu.tokenize=bogus",
+                 "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "sacrebleu refuses tokenize='bogus'" in err and "unknown value 'bogus'" in err and "smooth_method" not in err

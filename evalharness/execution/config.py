@@ -15,7 +15,10 @@ from evalharness.spec.task import LoadedTask
 @dataclass
 class RunConfig:
     """Everything `evalharness run` takes. `tasks` may hold names, group names or YAML paths (read
-    here, each task once, groups added to `groups`); `output` and `cache_dir` may be strings."""
+    here, each task once, groups added to `groups`); `output` and `cache_dir` may be strings.
+    Built by hand, `output` defaults to `runs/latest` (one folder for every configuration, so a
+    second model there is refused); `evaluate()` and the CLI pick `runs/<model>-<identity hash>`
+    instead, or keep everything in memory (`evaluate(output=None)`)."""
 
     tasks: Sequence[LoadedTask]
     model: str = "smollm2"

@@ -137,6 +137,8 @@ def _rag_row(row: dict[str, Any], where: str, index: int) -> dict[str, Any]:
 
 def read_predictions(path: Path) -> tuple[list[Sample], list[Output]]:
     """Samples (id, fields, references) and Outputs (the predictions) of a predictions file."""
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; give the predictions file (JSONL, CSV or Parquet)")
     if not path.is_file():
         raise DataError(f"{path}: predictions file not found")
     rows = read_rows(path)
@@ -267,6 +269,8 @@ def score_predictions(cfg: ScoreConfig) -> dict[str, Any]:
     samples, outputs = read_predictions(cfg.predictions)
     try:
         metric_json, records = score_samples(metrics, samples, outputs, cfg.seed, cfg.bootstrap_resamples)
+    except DataError as exc:  # a row the metrics cannot score: name the file it came from
+        raise DataError(f"{cfg.predictions}: {exc}") from None
     finally:
         judges.close()
     fingerprint = _fingerprint(cfg, samples, judges.describe() if cfg.judges else None)

@@ -100,10 +100,18 @@ class _Ter(_SacrebleuMetric):
 
 
 def _build(kind: str, cls: Any, **kwargs: Any) -> Any:
+    """sacrebleu's metric object; a value it refuses is one line naming the parameters that differ
+    from sacrebleu's defaults (the ones the user set), not every parameter."""
+    import inspect
+
     try:
         return cls(**kwargs)
     except (KeyError, AssertionError, ValueError) as exc:
-        raise SpecError(f"metric {kind!r}: bad parameters {kwargs}: {exc!r}") from exc
+        defaults = {k: p.default for k, p in inspect.signature(cls).parameters.items()}
+        set_ = {k: v for k, v in kwargs.items() if k not in defaults or defaults[k] != v}
+        shown = ", ".join(f"{k}={v!r}" for k, v in set_.items()) or "the defaults"
+        why = f"unknown value {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else str(exc) or type(exc).__name__
+        raise SpecError(f"metric {kind!r}: sacrebleu refuses {shown}: {why}") from exc
 
 
 def bleu(

@@ -236,4 +236,4 @@ def find_yaml(name: str, known: dict[str, Path], what: str) -> Path:
         return known[name]
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise RegistryError(f"unknown {what} {name!r}{hint} (built-in: {', '.join(sorted(known)) or 'none'})")
+    raise RegistryError(f"unknown {what} {name!r}{hint} (known: {', '.join(sorted(known)) or 'none'})")
