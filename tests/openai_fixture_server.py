@@ -356,6 +356,10 @@ class _Handler(BaseHTTPRequestHandler):
             message = json.dumps({"error": {"message": f"bad request from {self.headers.get('Authorization')}"}})
             self._send(400, message.encode())
             return
+        if fault == "echo_key_at_cut":  # the key starts 5 characters before error snippets are cut (200)
+            message = '{"error": {"message": "' + "x" * 164 + f" {self.headers.get('Authorization')}" + '"}}'
+            self._send(400, message.encode())
+            return
         if fault == "401":
             self._send(401, b'{"error": {"message": "Incorrect API key provided"}}')
             return

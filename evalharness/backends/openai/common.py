@@ -184,6 +184,11 @@ class _OpenAIBase(Backend):
             self._open.append(self._client)
         return self._client
 
+    def _snip(self, text: str) -> str:
+        """A server's text for an error message: the key scrubbed first, then cut (cut first, a key
+        straddling the cut would survive in part)."""
+        return _snippet(self._scrub(text))
+
     def _scrub(self, text: str) -> str:
         if self._key and len(self._key) >= 4 and self._key != "EMPTY":
             text = text.replace(self._key, "<redacted>")
@@ -261,7 +266,7 @@ class _OpenAIBase(Backend):
             text = response.text
         except Exception:  # noqa: BLE001 - an unreadable error body is no reason to crash
             text = ""
-        detail = self._scrub(_snippet(text or f"HTTP {code}"))
+        detail = self._snip(text or f"HTTP {code}")
         retry_after = aio.parse_retry_after(response.headers)
         if code == 429:
             return aio.Retryable(f"HTTP 429 rate limited: {detail}", retry_after=retry_after, rate_limited=True)
@@ -279,14 +284,14 @@ class _OpenAIBase(Backend):
             data = json.loads(content)
         except (ValueError, UnicodeDecodeError):
             text = content[:200].decode("utf-8", "replace")
-            raise aio.Retryable(self._scrub(f"malformed response from the server (not JSON): {_snippet(text)!r}")) from None
+            raise aio.Retryable(f"malformed response from the server (not JSON): {self._snip(text)!r}") from None
         if not isinstance(data, dict):
             raise aio.Retryable(f"malformed response from the server: expected a JSON object, got {type(data).__name__}")
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             error = data.get("error")
             if error:
-                raise aio.Retryable(self._scrub(f"server error in a 200 response: {_snippet(json.dumps(error))}"))
+                raise aio.Retryable(f"server error in a 200 response: {self._snip(json.dumps(error))}")
             raise aio.Retryable("malformed response from the server: no 'choices'")
         return data
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 from evalharness.backends.openai import aio
-from evalharness.backends.openai.common import IMPL_VERSION, OpenAIOptions, _OpenAIBase, _snippet
+from evalharness.backends.openai.common import IMPL_VERSION, OpenAIOptions, _OpenAIBase
 from evalharness.backends.options import at_least
 from evalharness.errors import BackendError
 from evalharness.types import Request, RequestKind, Response
@@ -134,13 +134,13 @@ class OpenAIEmbeddingsBackend(_OpenAIBase):
             data = json.loads(content)
         except (ValueError, UnicodeDecodeError):
             text = content[:200].decode("utf-8", "replace")
-            raise aio.Retryable(self._scrub(f"malformed response from the server (not JSON): {_snippet(text)!r}")) from None
+            raise aio.Retryable(f"malformed response from the server (not JSON): {self._snip(text)!r}") from None
         if not isinstance(data, dict):
             raise aio.Retryable(f"malformed response from the server: expected a JSON object, got {type(data).__name__}")
         if not isinstance(data.get("data"), list):
             error = data.get("error")
             if error:
-                raise aio.Retryable(self._scrub(f"server error in a 200 response: {_snippet(json.dumps(error))}"))
+                raise aio.Retryable(f"server error in a 200 response: {self._snip(json.dumps(error))}")
             raise aio.Retryable("malformed response from the server: no 'data' list")
         return data
 
