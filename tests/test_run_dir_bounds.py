@@ -149,3 +149,41 @@ def test_readers_refuse_a_duplicate_key_in_results_and_a_bad_line_inside_a_log(t
     assert len(Results.load(run).records["ok"]) == 1
     log.write_text(good[0][:20] + "\n" + good[1] + "\n")  # torn in the middle: a finished log never is
     _one_line_exit_2(capsys, ["gate", str(run), "--baseline", str(run)], "ok.jsonl:1: not JSON", "only a log's last line")
+
+
+def test_a_second_run_into_a_folder_being_written_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two runs into one --output at once both passed the folder checks (neither had written
+    results.json yet) and left one's results beside the other's samples; the writer now holds the
+    folder, and a second run (another configuration or the same) is one line, exit 2."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(repo), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    out = tmp_path / "shared"
+    slow = subprocess.Popen([sys.executable, "-m", "evalharness", "run", "--model", "fake", "--model-args",
+                             "output=AAA,delay=0.2,batch_size=1", "--tasks", "squad", "--limit", "12", "--no-progress",
+                             "--cache-dir", str(tmp_path / "c1"), "--output", str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "samples" / "squad.jsonl").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the first run holds the folder and has started writing
+        for args in ("output=BBB", "output=AAA,delay=0.2,batch_size=1"):
+            _one_line_exit_2(capsys, ["run", "--model", "fake", "--model-args", args, "--tasks", "squad", "--limit", "12",
+                                      "--no-progress", "--cache-dir", str(tmp_path / "c2"), "--output", str(out)],
+                             "another evalharness run is writing there now")
+        _one_line_exit_2(capsys, ["score", "--predictions", str(_preds(tmp_path)), "--metrics", "exact_match",
+                                  "--output", str(out)], "another evalharness run is writing there now")
+    finally:
+        _, err = slow.communicate(timeout=120)
+    assert slow.returncode == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert "AAA" in json.dumps(results["model"]) and "BBB" not in json.dumps(results)
+    records = [json.loads(line) for line in (out / "samples" / "squad.jsonl").read_text().splitlines()]
+    assert len(records) == 12 and all(r["generations"] == ["AAA"] for r in records)
+    # and once it is done, the folder is free again (the lock dies with its holder)
+    assert main(["run", "--model", "fake", "--model-args", "output=AAA,delay=0.2,batch_size=1", "--tasks", "squad",
+                 "--limit", "12", "--no-progress", "--cache-dir", str(tmp_path / "c1"), "--output", str(out)]) == 0

@@ -8,6 +8,7 @@ task's results entry.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -26,7 +27,15 @@ from evalharness.execution.runner import Executor, LocalExecutor, compute_reques
 from evalharness.execution.score import score_outputs
 from evalharness.prompting.requests import to_output
 from evalharness.results.schema import CONFIDENCE, TaskResult, new_results
-from evalharness.results.store import SampleLog, read_jsonl_tolerant, redact, samples_path, write_json, write_jsonl
+from evalharness.results.store import (
+    SampleLog,
+    output_lock,
+    read_jsonl_tolerant,
+    redact,
+    samples_path,
+    write_json,
+    write_jsonl,
+)
 from evalharness.results.usage import judge_entry, run_usage, usage_json
 from evalharness.spec.task import LoadedTask
 from evalharness.stats.bootstrap import check_resamples
@@ -62,12 +71,26 @@ def evaluate(cfg: RunConfig) -> dict[str, Any]:
     if embedding and (launch is not None or cfg.executor == "ray"):  # every rank refuses alike, before any work
         raise UsageError(f"embedding task(s) {', '.join(embedding)} run in one process; run them without a launcher or Ray")
     backend = load_backend(cfg.model, model_args)
-    check_output(cfg)
-    cache = open_cache(cfg)
-    cfg.output.mkdir(parents=True, exist_ok=True)
-    executor = _executor(cfg, launch, model_args)
-    if not executor.is_main:
-        return _run_rank(cfg, backend, cache, executor)
+    with contextlib.ExitStack() as held:
+        held.callback(backend.close)
+        check_output(cfg)
+        cache = open_cache(cfg)
+        held.callback(cache.close)
+        if launch is None or launch.rank == 0:  # the one writer of OUTPUT (other ranks write shard files only)
+            held.enter_context(output_lock(cfg.output))
+            check_output(cfg)  # again: a run that held the folder until now may have written another configuration
+        cfg.output.mkdir(parents=True, exist_ok=True)
+        executor = _executor(cfg, launch, model_args)
+        held.callback(executor.close)
+        if not executor.is_main:
+            return _run_rank(cfg, backend, cache, executor)
+        return _evaluate_main(cfg, backend, cache, executor, started)
+    raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
+
+
+def _evaluate_main(cfg: RunConfig, backend: Backend, cache: ResponseCache | NullCache, executor: Executor,
+                   started: float) -> dict[str, Any]:
+    """The writer's part of `evaluate`: every task, then results.json (kept tasks and groups merged in)."""
     results = new_results(
         model={"backend": cfg.model, "args": redact(cfg.model_args), "identity": backend.identity(),
                **({"name": cfg.name} if cfg.name else {})},
@@ -75,18 +98,13 @@ def evaluate(cfg: RunConfig) -> dict[str, Any]:
                 "bootstrap_resamples": cfg.bootstrap_resamples, "confidence": CONFIDENCE,
                 "cache": str(cache.path) if isinstance(cache, ResponseCache) else "None"},
     )
-    try:
-        for task in cfg.tasks:
-            executor.begin_task(task.spec.name)
-            results["tasks"][task.spec.name] = evaluate_task(task, backend, cache, cfg, executor)
-        described = executor.describe()
-        if described is not None:
-            results["executor"] = described
-        executor.finish()  # a launcher's rank 0: merged, the shard files go
-    finally:
-        executor.close()
-        cache.close()
-        backend.close()
+    for task in cfg.tasks:
+        executor.begin_task(task.spec.name)
+        results["tasks"][task.spec.name] = evaluate_task(task, backend, cache, cfg, executor)
+    described = executor.describe()
+    if described is not None:
+        results["executor"] = described
+    executor.finish()  # a launcher's rank 0: merged, the shard files go
     results["usage"] = run_usage(dict(results["tasks"]))  # this invocation's totals: model under test and judge apart
     earlier = _earlier_results(cfg, set(results["tasks"]))
     results["tasks"].update(earlier.get("tasks") or {})
@@ -269,11 +287,7 @@ def _run_rank(cfg: RunConfig, backend: Backend, cache: ResponseCache | NullCache
             computed += compute_shard(task, backend, cache, cfg, executor).computed
     except BaseException as exc:
         executor.fail(f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        executor.close()
-        cache.close()
-        backend.close()
+        raise  # evaluate's ExitStack closes the executor, cache and backend
     assert isinstance(executor, ShardedExecutor)  # only launcher ranks are not the main process
     return {"shard": {"rank": executor.launch.rank, "world_size": executor.launch.world, "computed": computed}}
 

@@ -42,7 +42,7 @@ from evalharness.errors import DataError, EvalHarnessError, SpecError, UsageErro
 from evalharness.execution.score import score_outputs
 from evalharness.metrics.base import Metric, build_metric
 from evalharness.results.schema import CONFIDENCE, new_results
-from evalharness.results.store import samples_path, write_json, write_jsonl
+from evalharness.results.store import output_lock, samples_path, write_json, write_jsonl
 from evalharness.results.usage import judge_entry, run_usage
 from evalharness.stats.bootstrap import check_resamples
 from evalharness.types import Output, Sample
@@ -255,12 +255,18 @@ def _check_output(cfg: ScoreConfig, name: str) -> None:
 
 def score_predictions(cfg: ScoreConfig) -> dict[str, Any]:
     """Score a predictions file and write a run directory; returns what results.json holds."""
-    started = time.time()
     check_resamples(cfg.bootstrap_resamples)
     if not cfg.metrics and not cfg.judges:
         raise SpecError("score: give at least one metric or judge")
     name = _task_name(cfg)
     _check_output(cfg, name)
+    with output_lock(cfg.output):  # one writer at a time
+        _check_output(cfg, name)  # again: another score may have finished there meanwhile
+        return _score(cfg, name)
+
+
+def _score(cfg: ScoreConfig, name: str) -> dict[str, Any]:
+    started = time.time()
     metrics = build_metrics(cfg.metrics, cfg.metric_params)  # bad names fail before the file is read
     from evalharness.judging.metric import JudgeSession
 

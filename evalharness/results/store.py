@@ -11,11 +11,12 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from evalharness.errors import DataError
+from evalharness.errors import DataError, UsageError
 from evalharness.results.schema import SCHEMA_VERSION
 
 SECRET_KEYS = re.compile(r"(api[_-]?key|token|secret|passw(or)?d|auth|bearer|credential|cookie|private[_-]?key)", re.IGNORECASE)
@@ -172,3 +173,30 @@ def load_results(run_dir: Path | str) -> dict[str, Any]:
 
 def load_samples_log(run_dir: Path | str, task: str) -> list[dict[str, Any]]:
     return read_jsonl_tolerant(samples_path(Path(run_dir), task))
+
+
+LOCK_NAME = ".evalharness.lock"
+
+
+@contextmanager
+def output_lock(run_dir: Path, flag: str = "--output") -> Iterator[None]:
+    """Hold the run directory for one writer: a second run (or score) into the same folder while
+    this one writes is refused in one line, rather than both passing the folder checks and
+    leaving results of one next to samples of the other. An OS lock (flock), so a killed run
+    never leaves it held. Where flock does not exist (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Linux/macOS
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"{flag} {run_dir}: another evalharness run is writing there now; wait for it to finish "
+                             f"or give another {flag}") from None
+        yield
+    finally:
+        os.close(fd)
