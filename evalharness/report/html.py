@@ -34,6 +34,7 @@ from evalharness.errors import DataError, UsageError
 from evalharness.report.data import Run, bradley_terry_tables, group_boards, human_rows, judge_metrics, leaderboard, load_runs
 from evalharness.report.samples import DEFAULT_MAX_TEXT, TaskSamples, declared_scale, diffs, task_samples
 from evalharness.report.svg import bar_chart, color, fmt, heatmap, histogram
+from evalharness.results.store import csv_cell
 from evalharness.version import __version__
 
 if TYPE_CHECKING:
@@ -218,7 +219,7 @@ def render_csv(run_dirs: list[str | Path]) -> str:
     writer = csv.DictWriter(buf, fieldnames=ROW_FIELDS, lineterminator="\n")
     writer.writeheader()
     for row in results_rows(run_dirs):
-        writer.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v for k, v in row.items()})
+        writer.writerow({k: "" if v is None or (isinstance(v, float) and math.isnan(v)) else csv_cell(v) for k, v in row.items()})
     return buf.getvalue()
 
 

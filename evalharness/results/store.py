@@ -200,3 +200,20 @@ def output_lock(run_dir: Path, flag: str = "--output") -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: a string starting with = + - @ (or tab/CR) gets a
+    leading `'`, so a model output such as `=HYPERLINK(...)` is not a live formula (OWASP's CSV
+    injection advice). Numbers and other strings are unchanged."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
+def csv_uncell(value: Any) -> Any:
+    """`csv_cell` undone for a file we wrote being read back (annotate import)."""
+    if isinstance(value, str) and value.startswith("'") and value[1:].startswith(_FORMULA_START):
+        return value[1:]
+    return value
