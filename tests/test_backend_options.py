@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -37,3 +38,28 @@ def test_strings_are_coerced_once() -> None:
                                              "max_retries": "", "structured_output": "no"})
     assert (chat.batch_size, chat.max_retries, chat.supports_json_schema) == (4, None, False)
     chat.close()
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("2.7", "batch_size: expected a whole number, got '2.7'"),  # was truncated to 2 from a suite file
+    (2.7, "batch_size: expected a whole number, got 2.7"),
+    (float("inf"), "batch_size: expected a whole number, got inf"),  # was an OverflowError traceback
+    ("nan", "batch_size: expected a whole number, got 'nan'"),
+    (True, "batch_size: expected a whole number, got True"),
+    ("0", "batch_size: expected a number >= 1, got '0'"),
+    (-3, "batch_size: expected a number >= 1, got -3"),
+])
+def test_counts_are_whole_finite_and_in_range_from_any_source(value: object, message: str) -> None:
+    from evalharness.backends.fake import FakeBackend
+
+    with pytest.raises(BackendError, match=re.escape(message)):
+        FakeBackend(batch_size=value)
+    assert FakeBackend(batch_size=4.0).batch_size == 4 and FakeBackend(batch_size="4").batch_size == 4
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", float("nan")])
+def test_seconds_are_finite_and_not_negative(value: object) -> None:
+    from evalharness.backends.fake import FakeBackend
+
+    with pytest.raises(BackendError, match="delay"):
+        FakeBackend(delay=value)

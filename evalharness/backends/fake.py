@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from evalharness.backends.base import Backend
-from evalharness.backends.options import Options
+from evalharness.backends.options import Options, at_least
 from evalharness.types import Request, RequestKind, Response
 
 
@@ -42,11 +42,11 @@ class FakeOptions(Options):
 
     output: str | None = None
     seed: str | int = 0
-    batch_size: int = 8
+    batch_size: int = at_least(1, 8)
     script: dict[str, str] | None = None
     prefer: str | None = None
     fail: bool = False
-    delay: float = 0.0
+    delay: float = at_least(0, 0.0)
     trace: str | None = None
     api_key: str | None = None
 

@@ -14,6 +14,7 @@ class (`{backend}`, `{name}`, `{value!r}`, `{minimum}`), so each backend keeps i
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -23,6 +24,25 @@ from evalharness.backends.base import as_bool
 from evalharness.errors import BackendError
 
 OptionsT = TypeVar("OptionsT", bound="Options")
+
+
+def _number(value: Any, kind: type) -> int | float | None:
+    """`value` as a finite int (a whole number: 8, "8", 8.0) or float ("0.5", 0.5), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value) if not isinstance(value, int) else value
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if isinstance(number, float) and not math.isfinite(number):
+        return None
+    if kind is int:
+        if isinstance(number, int):
+            return number
+        if isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
+            return None  # "2.7", "1e3": a count is written as a whole number
+        return int(number) if number.is_integer() else None
+    return float(number)
 
 
 def at_least(minimum: int, default: Any) -> Any:
@@ -80,11 +100,10 @@ class Options:
                 return as_bool(value)
             except BackendError:
                 raise BackendError(cls.bool_error.format(**fill)) from None
-        try:
-            number = int(value) if kind is int else float(value)
-        except (TypeError, ValueError):
+        number = _number(value, kind)
+        if number is None:  # not a number, 2.7 for a count, True, inf, nan: never truncated or coerced
             template = meta.get("error") or (cls.int_error if kind is int else cls.float_error)
-            raise BackendError(template.format(**fill)) from None
+            raise BackendError(template.format(**fill))
         if minimum is not None and number < minimum:
             raise BackendError(cls.min_error.format(**fill))
         return number
