@@ -114,3 +114,32 @@ def test_the_validator_knows_every_response_field() -> None:
     from evalharness.execution.cache import _FIELDS
 
     assert {f.name for f in dataclasses.fields(Response)} - {"error"} == set(_FIELDS)
+
+
+def test_values_no_model_could_give_are_misses() -> None:
+    """A positive log-probability (a probability above 1) or a 400-digit number in a cache row is
+    tampering or corruption: a miss, recomputed (a logprob of 5.0 changed acc_norm silently)."""
+    assert parse_cached(json.dumps({"logprob": 5.0, "is_greedy": True})) is None
+    assert parse_cached(json.dumps({"logprob": 0.0, "is_greedy": True})) is not None  # probability 1 is fine
+    assert parse_cached('{"logprob": ' + "9" * 400 + ', "is_greedy": true}') is None  # was an OverflowError later
+    assert parse_cached('{"text": "x", "prompt_tokens": ' + "9" * 400 + "}") is None
+    assert parse_cached('{"embedding": [1.0, ' + "9" * 400 + "]}") is None
+
+
+def test_a_cache_table_of_another_shape_is_moved_aside_and_rebuilt(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with sqlite3.connect(cache / "responses.sqlite") as conn:
+        conn.execute("CREATE TABLE responses (key TEXT PRIMARY KEY, value TEXT)")  # no `created` column
+    code, _, err = _run(tmp_path, "run", cache)
+    assert code == 0, err
+    assert "malformed responses table (columns key, value)); moved aside" in err and "Traceback" not in err
+    assert len(ResponseCache(cache / "responses.sqlite")) > 0
+
+
+def test_embeddings_of_different_sizes_are_one_clear_error() -> None:
+    from evalharness.errors import DataError
+    from evalharness.execution.retrieval import _matrix
+
+    with pytest.raises(DataError, match=r"corpus: embeddings of different sizes \(2, 3\); rerun with --no-cache"):
+        _matrix([Response(embedding=(1.0, 0.0)), Response(embedding=(1.0, 0.0, 0.0))], "corpus")

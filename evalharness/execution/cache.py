@@ -45,9 +45,14 @@ def _corrupt(exc: sqlite3.Error) -> bool:
     return "not a database" in text or "malformed" in text or "no such table" in text or "no such column" in text
 
 
+# A log-probability is at most 0; float noise in a sum of per-token terms may leave it a hair above.
+LOGPROB_SLACK = 1e-4
+
+
 def parse_cached(value: Any) -> Response | None:
     """A cached row as a Response, or None when it is not one: JSON of the wrong shape, a field of
-    the wrong type, a non-finite log-probability, a negative count, an error, or no answer at all."""
+    the wrong type, a non-finite or positive log-probability (a probability above 1), a number too
+    big for a float, a negative count, an error, or no answer at all."""
     try:
         data = json.loads(value) if isinstance(value, (str, bytes)) else None
     except (ValueError, RecursionError):
@@ -62,11 +67,15 @@ def parse_cached(value: Any) -> Response | None:
             return None
         if isinstance(v, float) and not math.isfinite(v):
             return None
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2**53:  # 400 digits: no count or log-prob
+            return None
+        if key == "logprob" and isinstance(v, (int, float)) and v > LOGPROB_SLACK:
+            return None
         if isinstance(v, int) and not isinstance(v, bool) and key != "logprob" and v < 0:
             return None
     vector = data.get("embedding")
     if vector is not None and not (vector and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                  and math.isfinite(x) for x in vector)):
+                                                  and abs(x) < 1e300 for x in vector)):
         return None
     if data.get("text") is None and data.get("logprob") is None and vector is None:
         return None
@@ -120,6 +129,9 @@ class ResponseCache:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=60000")
             conn.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)")
+            columns = [row[1] for row in conn.execute("PRAGMA table_info(responses)")]
+            if columns != ["key", "value", "created"]:  # another program's table, or one edited by hand
+                raise sqlite3.DatabaseError(f"malformed responses table (columns {', '.join(columns)})")
         except BaseException:
             conn.close()
             raise

@@ -71,6 +71,10 @@ def corpus_and_relevance(task: LoadedTask, samples: list[Sample]) -> tuple[list[
 def _matrix(responses: list[Any], where: str) -> np.ndarray:
     if any(r.embedding is None for r in responses):
         raise BackendError(f"{where}: the backend returned a response without an embedding")
+    sizes = sorted({len(r.embedding) for r in responses})
+    if len(sizes) > 1:  # a cache written by another encoder under the same name, or a server that changed
+        raise DataError(f"{where}: embeddings of different sizes ({', '.join(map(str, sizes))}); rerun with --no-cache "
+                        "or another --cache-dir")
     m = np.asarray([r.embedding for r in responses], dtype=np.float64)
     norms = np.linalg.norm(m, axis=1, keepdims=True)
     return m / np.where(norms == 0, 1.0, norms)

@@ -142,7 +142,7 @@ def compute_requests(
         by_key.setdefault(k, r)
     stats.unique = len(by_key)
     # a resumed log may hold answers this run does not ask for (a smaller --limit): not counted, not used
-    done: dict[str, Response] = {k: r for k, r in (known or {}).items() if k in by_key}
+    done: dict[str, Response] = {k: r for k, r in (known or {}).items() if k in by_key and answers(by_key[k], r)}
     stats.cache_hits = sum(1 for k in by_key if k in done)
     if executor.full_basis:
         todo = list(by_key)  # every rank splits the same list; the executor skips what is known
