@@ -231,11 +231,14 @@ def test_diff_finds_the_samples_whose_score_changed(runs: list[Path]) -> None:
 def test_markdown_numbers_equal_results_json(runs: list[Path]) -> None:
     md = render_markdown(runs)
     lines = [x for x in md.splitlines() if x.startswith("| ")]
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    def literal(cell: str) -> str:  # names are Markdown-escaped (toy\_mc): read back as text
+        return re.sub(r"\\(.)", r"\1", cell.strip())
+
+    header = [literal(c) for c in lines[0].strip("|").split("|")]
     assert header[2:] == ["toy_mc acc ↑", "toy_mc acc_norm ↑", "toy_qa exact_match ↑", "toy_qa f1 ↑"]
     labels = {r.label: r.path for r in load_runs(runs)}
     for line in lines[1:4]:
-        cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
+        cells = [literal(c).strip("*") for c in line.strip("|").split("|")]
         res = _results(labels[cells[0]])
         for cell, (task, metric) in zip(cells[2:], [("toy_mc", "acc"), ("toy_mc", "acc_norm"), ("toy_qa", "exact_match"), ("toy_qa", "f1")],
                                         strict=True):
@@ -453,3 +456,11 @@ def test_report_in_headless_chromium(browser: _Cdp, runs: list[Path], tmp_path: 
         return
     with Image.open(tmp_path / "report.png") as im:
         assert len(set(im.convert("RGB").resize((350, 250)).getdata())) > 50
+
+
+def test_markdown_keeps_hostile_names_as_text() -> None:
+    from evalharness.results.store import md_text
+
+    out = md_text("[Approve](https://evil.example/x) ![](https://e/p.png) @maintainer <b>&lt; a|b")
+    assert "](" not in out.replace("\\](", "").replace("\\]\\(", "") and "\\[Approve\\]\\(" in out
+    assert "@\u200bmaintainer" in out and "&amp;lt;" in out and "\\<b\\>" in out and "a\\|b" in out

@@ -187,3 +187,17 @@ def test_a_second_run_into_a_folder_being_written_is_refused(tmp_path: Path, cap
     # and once it is done, the folder is free again (the lock dies with its holder)
     assert main(["run", "--model", "fake", "--model-args", "output=AAA,delay=0.2,batch_size=1", "--tasks", "squad",
                  "--limit", "12", "--no-progress", "--cache-dir", str(tmp_path / "c1"), "--output", str(out)]) == 0
+
+
+def test_console_output_never_carries_terminal_control_sequences(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An id (or a model name, a server's reply) with ESC sequences that set the terminal title or
+    clear the screen is printed escaped, in errors as in tables and notes."""
+    from evalharness.errors import printable
+
+    assert printable("a\x1b]0;PWNED\x07\x1b[2Jb\r\u202eZ\n\tok") == "a\\x1b]0;PWNED\\x07\\x1b[2Jb\\x0d\\u202eZ\n\tok"
+    evil = "id\x1b]0;PWNED\x07\x1b[2J"
+    preds = tmp_path / "dup.jsonl"
+    preds.write_text("".join(json.dumps({"id": evil, "prediction": "x", "references": ["y"]}) + "\n" for _ in range(2)))
+    assert main(["score", "--predictions", str(preds), "--metrics", "exact_match", "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err and "id\\x1b]0;PWNED\\x07\\x1b[2J" in err, err

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from evalharness.cli import annotate, arena, completion, gate, listing, report, run, score
 from evalharness.cli.args import Command, Parser
-from evalharness.errors import EvalHarnessError
+from evalharness.errors import EvalHarnessError, printable
 from evalharness.version import __version__
 
 COMMANDS: dict[str, Command] = {c.COMMAND.name: c.COMMAND
@@ -51,12 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EvalHarnessError as exc:
         if debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(printable(f"error: {exc}"), file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # an unwritable --output or --cache-dir, a full disk: one line, not a traceback
         if debug:
             raise
-        print(f"error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}", file=sys.stderr)
+        print(printable(f"error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished work is saved, rerun the same command to resume", file=sys.stderr)

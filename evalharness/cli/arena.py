@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from evalharness.cli.args import Command, resample_count
-from evalharness.errors import UsageError
+from evalharness.errors import UsageError, printable
 
 
 def _add_arena(p: argparse.ArgumentParser) -> None:
@@ -60,7 +60,7 @@ def cmd_arena(args: argparse.Namespace) -> int:
     spec = loaded.spec
     warning = swap_warning(spec)
     if warning:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(printable(f"warning: {warning}"), file=sys.stderr)
     session = JudgeSession(opts["judges"], opts["judge_model"], opts["judge_model_args"], opts["cache_dir"], opts["use_cache"])
     try:
         assert session.backend is not None
@@ -69,7 +69,7 @@ def cmd_arena(args: argparse.Namespace) -> int:
                         source=str(loaded.path) if loaded.path else opts["judges"][0])
     finally:
         session.close()
-    print(arena_table(results))
+    print(printable(arena_table(results)))
     print(f"\nresults: {args.output / 'results.json'}")
     return 0
 

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from evalharness.errors import printable
 from evalharness.results.store import read_jsonl_tolerant, task_samples_log
 
 
@@ -68,7 +69,7 @@ def _judge_warnings(task: str, metric: str, m: dict[str, Any]) -> list[str]:
 def print_warnings(results: dict[str, Any], run_dir: Path | None = None) -> None:
     """`warnings` on stderr, after the metric table."""
     for line in warnings(results, run_dir):
-        print(line, file=sys.stderr)
+        print(printable(line), file=sys.stderr)
 
 
 def _cause(error: str) -> str:

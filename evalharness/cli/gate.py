@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from evalharness.cli.args import Command
-from evalharness.errors import UsageError
+from evalharness.errors import UsageError, printable
 
 
 def _alpha(text: str) -> float:
@@ -46,7 +46,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
             raise UsageError(f"{path}: is a folder; give a file name to write")
     report = run_gate(args.current, args.baseline, config, alpha=args.alpha, use_stats=not args.no_stats,
                       allow_mismatch=args.allow_mismatch, correction=args.correction)
-    print(console(report))
+    print(printable(console(report)))
     for path, render in ((args.markdown, markdown), (args.junit, junit)):
         if path is not None:
             try:

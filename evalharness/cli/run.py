@@ -12,7 +12,7 @@ from typing import Any
 
 from evalharness.cli.args import Command, add_model_args, add_unsafe_code_flag, batch_size, count, positive_int, resample_count
 from evalharness.cli.console import print_warnings, summary_table
-from evalharness.errors import UsageError
+from evalharness.errors import UsageError, printable
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -108,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
         sh = results["shard"]
         print(f"rank {sh['rank']}/{sh['world_size']}: computed {sh['computed']} request(s); rank 0 writes the results")
         return 0
-    print(summary_table(results))
+    print(printable(summary_table(results)))
     print_warnings(results, output)
     from evalharness.results.usage import usage_line
 
@@ -191,7 +191,7 @@ def run_suite_command(args: argparse.Namespace) -> int:
     for d in run_dirs:
         results = load_results(d)
         failed += sum(t.get("n_failed", 0) for t in results["tasks"].values())
-        print(f"\n{results['model'].get('name')}  ({d})\n{summary_table(results)}")
+        print(printable(f"\n{results['model'].get('name')}  ({d})\n{summary_table(results)}"))
     report = output / "report.html"
     write_report([str(d) for d in run_dirs], report, "html", title=f"Suite {suite.spec.name}: leaderboard")
     print(f"\nreport: {report}")

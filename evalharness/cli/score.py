@@ -8,7 +8,7 @@ from typing import Any
 
 from evalharness.cli.args import Command, add_unsafe_code_flag, resample_count
 from evalharness.cli.console import print_warnings, summary_table
-from evalharness.errors import UsageError
+from evalharness.errors import UsageError, printable
 
 DEFAULT_METRICS = "exact_match,f1,bleu,chrf,rougeL"
 
@@ -68,7 +68,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         seed=args.seed, bootstrap_resamples=args.bootstrap, **judge_opts,
     )
     results = score_predictions(cfg)
-    print(summary_table(results))
+    print(printable(summary_table(results)))
     print_warnings(results, output)
     if results.get("usage"):
         from evalharness.results.usage import usage_line

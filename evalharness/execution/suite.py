@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from evalharness.errors import printable
 from evalharness.execution.config import RunConfig
 from evalharness.execution.pipeline import evaluate
 from evalharness.spec.group import ResolvedGroup, expand_task_list
@@ -63,7 +64,7 @@ def run_suite(suite: LoadedSuite, output: Path, *, cache_dir: Path | None = None
             executor=executor, ray_address=ray_address, ray_workers=ray_workers,
         )
         if progress:
-            print(f"== {m.name} ({m.backend}) -> {cfg.output}", file=sys.stderr)
+            print(printable(f"== {m.name} ({m.backend}) -> {cfg.output}"), file=sys.stderr)
         if "shard" in evaluate(cfg):
             continue  # a launcher rank other than 0: rank 0 writes the runs and the report
         run_dirs.append(cfg.output)

@@ -6,6 +6,7 @@ import math
 import xml.etree.ElementTree as ET
 
 from evalharness.gate.check import Check, GateReport
+from evalharness.results.store import md_text
 
 HEADERS = ("task", "metric", "n", "baseline", "current", "diff", "CI", "p", "p adj", "test", "rule", "verdict")
 
@@ -94,13 +95,13 @@ def markdown(report: GateReport) -> str:
     out.append("| " + " | ".join(headers) + " |")
     out.append("|" + "|".join("---" for _ in headers) + "|")
     for c in report.checks:
-        cells = [cell.replace("|", "\\|") for cell in _row(c)]
+        cells = [md_text(cell) for cell in _row(c)]
         cells[-1] = f"**{cells[-1]}**" if not c.passed else cells[-1]
         out.append("| " + " | ".join(cells) + " |")
     sections = (
-        ("Failures", [f"`{c.task}.{c.metric}`: {why}" for c in report.checks for why in c.failures]),
-        ("Mismatches tolerated by --allow-mismatch", report.mismatches),
-        ("Notes", report.notes),
+        ("Failures", [md_text(f"{c.task}.{c.metric}: {why}") for c in report.checks for why in c.failures]),
+        ("Mismatches tolerated by --allow-mismatch", [md_text(m) for m in report.mismatches]),
+        ("Notes", [md_text(n) for n in report.notes]),
     )
     for title, items in sections:
         if items:

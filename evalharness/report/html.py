@@ -34,7 +34,7 @@ from evalharness.errors import DataError, UsageError
 from evalharness.report.data import Run, bradley_terry_tables, group_boards, human_rows, judge_metrics, leaderboard, load_runs
 from evalharness.report.samples import DEFAULT_MAX_TEXT, TaskSamples, declared_scale, diffs, task_samples
 from evalharness.report.svg import bar_chart, color, fmt, heatmap, histogram
-from evalharness.results.store import csv_cell
+from evalharness.results.store import csv_cell, md_text
 from evalharness.version import __version__
 
 if TYPE_CHECKING:
@@ -224,7 +224,7 @@ def render_csv(run_dirs: list[str | Path]) -> str:
 
 
 def _md(text: str) -> str:
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
+    return md_text(text)
 
 
 def render_markdown(run_dirs: list[str | Path]) -> str:

@@ -217,3 +217,15 @@ def csv_uncell(value: Any) -> Any:
     if isinstance(value, str) and value.startswith("'") and value[1:].startswith(_FORMULA_START):
         return value[1:]
     return value
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~])")
+
+
+def md_text(text: Any) -> str:
+    """Untrusted text (a model, task or sample name) as literal Markdown on one line: every
+    character Markdown gives meaning to is backslash-escaped, `&` is an entity, and `@` cannot
+    start a mention (a zero-width space follows it), so `[x](https://...)`, `![](...)` and
+    `@maintainer` in a name stay text in a PR comment."""
+    escaped = _MD_SPECIAL.sub(r"\\\1", str(text).replace("&", "&amp;")).replace("@", "@\u200b")
+    return " ".join(escaped.split("\n"))
