@@ -52,6 +52,15 @@ def test_zero_right_of_twenty_is_not_a_certain_zero() -> None:
     assert full.ci_high == 1.0 and full.ci_low <= 0.9
 
 
+def test_every_interval_holds_its_estimate_at_the_bounds() -> None:
+    """0 of n and n of n on the 0-100 scale: the low end was 5.55e-15 above a value of 0 for some n."""
+    for n in range(2, 120):
+        for fill in (0.0, 1.0):
+            res = bootstrap(build_metric("exact_match"), np.full((n, 1), fill))
+            assert res.ci_low is not None and res.ci_high is not None
+            assert res.ci_low <= res.value <= res.ci_high, (n, fill, res)
+
+
 def test_graded_bounded_mean_never_collapses() -> None:
     same = bootstrap(build_metric("f1"), np.full((30, 1), 50.0))  # every F1 exactly 50: no spread seen
     assert same.ci_method == "wilson-quasibinomial" and same.ci_low < 50.0 < same.ci_high

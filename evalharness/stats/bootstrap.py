@@ -96,7 +96,8 @@ def wilson(mean: np.ndarray, n_eff: np.ndarray, z: np.ndarray) -> tuple[np.ndarr
     denom = 1.0 + z2 / n_eff
     centre = (mean + z2 / (2.0 * n_eff)) / denom
     half = z * np.sqrt(np.maximum(mean * (1.0 - mean), 0.0) / n_eff + z2 / (4.0 * n_eff * n_eff)) / denom
-    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+    # the interval holds its estimate: at 0 of n, float rounding left the low end at 5.55e-17
+    return np.minimum(np.clip(centre - half, 0.0, 1.0), mean), np.maximum(np.clip(centre + half, 0.0, 1.0), mean)
 
 
 def unit_mean_interval(x: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
