@@ -464,3 +464,13 @@ def test_markdown_keeps_hostile_names_as_text() -> None:
     out = md_text("[Approve](https://evil.example/x) ![](https://e/p.png) @maintainer <b>&lt; a|b")
     assert "](" not in out.replace("\\](", "").replace("\\]\\(", "") and "\\[Approve\\]\\(" in out
     assert "@\u200bmaintainer" in out and "&amp;lt;" in out and "\\<b\\>" in out and "a\\|b" in out
+
+
+def test_a_huge_sample_id_is_cut_on_the_page(tmp_path: Path) -> None:
+    preds = tmp_path / "p.jsonl"
+    rows = [{"id": f"{i}" + "x" * 200_000, "prediction": "a", "references": ["a"]} for i in range(5)]
+    preds.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    assert main(["score", "--predictions", str(preds), "--metrics", "exact_match", "--output", str(out)]) == 0
+    html = render_html([out])
+    assert len(html) < 400_000 and "(200,001 characters)" in html  # was 1 MB of ids for five samples

@@ -33,6 +33,14 @@ def _clip_head(text: str, limit: int, where: str) -> str:
     return text[:limit] + f"\n[… {len(text) - limit:,} characters omitted; full text in {where} …]"
 
 
+MAX_ID = 200  # characters of a sample id the page shows (ids pair samples in Python, not on the page)
+
+
+def _shown_id(sid: str) -> str:
+    """A sample id as the page shows it: cut past MAX_ID (50 ids of 200 KB made a 10 MB page)."""
+    return sid if len(sid) <= MAX_ID else f"{sid[:MAX_ID]}… ({len(sid):,} characters)"
+
+
 def prompt_text(prompt: Any) -> str:
     """A prompt as text: plain prompts as they are, chat prompts as `[role]` blocks."""
     if isinstance(prompt, list):
@@ -217,7 +225,8 @@ def task_samples(task: str, runs: list[Run], max_text: int = DEFAULT_MAX_TEXT) -
             sid = str(rec.get("id"))
             row = by_id.get(sid)
             if row is None:
-                row = {"id": sid, "p": _clip_tail(prompt_text(rec.get("prompt")), max_text, where), "o": [None] * len(having)}
+                row = {"id": _shown_id(sid), "p": _clip_tail(prompt_text(rec.get("prompt")), max_text, where),
+                       "o": [None] * len(having)}
                 if rec.get("references"):
                     row["r"] = [_clip_head(str(x), max_text, where) for x in rec["references"]]
                 if rec.get("choices"):
