@@ -181,8 +181,9 @@ def evaluate_task(task: LoadedTask, backend: Backend, cache: ResponseCache | Nul
         bind_judges(metrics, cfg.judge_model, cfg.judge_model_args, cache, cfg.progress)
     prep = _prepare(task, backend, cfg)
     log_path = samples_path(cfg.output, task.spec.name)
-    known = known_responses(log_path, prep.fp)  # resume: reuse what a previous run finished
-    replaced = len({str(r.get("id")) for r in read_jsonl_tolerant(log_path)} - {s.id for s in prep.samples})
+    logged = read_jsonl_tolerant(log_path)  # read once: resumed answers, and what a smaller --limit replaces
+    known = known_responses(logged, prep.fp)  # resume: reuse what a previous run finished
+    replaced = len({str(r.get("id")) for r in logged} - {s.id for s in prep.samples})
     recorder = _SampleRecorder(prep, [request_key(backend.identity(), r) for r in prep.flat], SampleLog(log_path))
     try:
         responses, keys, stats = run_requests(backend, prep.flat, cache, known=known, on_batch=recorder.on_batch,
@@ -272,7 +273,7 @@ def compute_shard(task: LoadedTask, backend: Backend, cache: ResponseCache | Nul
     """A launcher rank other than 0: compute this rank's batches of the task; rank 0 scores."""
     metrics_for(task)  # a bad metric fails on every rank, before any work
     prep = _prepare(task, backend, cfg)
-    known = known_responses(samples_path(cfg.output, task.spec.name), prep.fp)
+    known = known_responses(read_jsonl_tolerant(samples_path(cfg.output, task.spec.name)), prep.fp)
     _, _, stats = compute_requests(backend, prep.flat, cache, known=known, desc=task.spec.name, progress=False,
                                    executor=executor)
     return stats

@@ -42,7 +42,7 @@ from evalharness.errors import DataError, EvalHarnessError, SpecError, UsageErro
 from evalharness.execution.score import score_outputs
 from evalharness.metrics.base import Metric, build_metric
 from evalharness.results.schema import CONFIDENCE, new_results
-from evalharness.results.store import output_lock, samples_path, write_json, write_jsonl
+from evalharness.results.store import TASK_NAME, output_lock, samples_path, write_json, write_jsonl
 from evalharness.results.usage import judge_entry, run_usage
 from evalharness.stats.bootstrap import check_resamples
 from evalharness.types import Output, Sample
@@ -219,14 +219,11 @@ def _fingerprint(cfg: ScoreConfig, samples: Sequence[Sample], judge: dict[str, A
     }
 
 
-_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
-
-
 def _task_name(cfg: ScoreConfig) -> str:
     """The scored task's name: `--task-name` (checked: it names the log file), else the predictions
     file's stem with any other character made `_`."""
     if cfg.task_name is not None:
-        if not isinstance(cfg.task_name, str) or not _NAME.fullmatch(cfg.task_name):
+        if not isinstance(cfg.task_name, str) or not TASK_NAME.fullmatch(cfg.task_name):
             raise UsageError(f"--task-name: {cfg.task_name!r}: letters, digits, '_', '.' and '-' only "
                              "(it names the per-sample log in the run directory)")
         return cfg.task_name

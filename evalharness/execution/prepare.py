@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from evalharness.backends.base import Backend
@@ -19,7 +18,6 @@ from evalharness.errors import BackendError, EvalHarnessError, SpecError
 from evalharness.metrics.base import Metric, build_metric
 from evalharness.prompting.render import check_template, template_hash
 from evalharness.prompting.requests import Prompt, render_prompt, requests_for
-from evalharness.results.store import read_jsonl_tolerant
 from evalharness.spec.task import LoadedTask
 from evalharness.types import Output, Request, Response, Sample
 from evalharness.version import __version__
@@ -108,10 +106,11 @@ def prepare(task: LoadedTask, backend: Backend, *, limit: int | None, num_fewsho
     return Prepared(samples, prompts, per_sample, fingerprint, fp, len(rows))
 
 
-def known_responses(log_path: Path, fp: str) -> dict[str, Response]:
-    """Resume: the responses a previous run of the same task and configuration finished."""
+def known_responses(records: list[dict[str, Any]], fp: str) -> dict[str, Response]:
+    """Resume: the responses a previous run of the same task and configuration finished, from its
+    log's records (`read_jsonl_tolerant`)."""
     known: dict[str, Response] = {}
-    for rec in read_jsonl_tolerant(log_path):
+    for rec in records:
         if rec.get("fp") == fp and "error" not in rec:
             known.update(zip(rec.get("keys", []), (Response.from_json(r) for r in rec.get("responses", [])), strict=False))
     return known

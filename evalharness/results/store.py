@@ -80,13 +80,13 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, dumps(data, indent=2) + "\n")
 
 
-_TASK_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+TASK_NAME = re.compile(r"[A-Za-z0-9_.\-]+")  # a task name: it names its log file
 
 
 def samples_path(run_dir: Path, task: str) -> Path:
     """Where a task's per-sample log is written: `samples/<task>.jsonl`, never outside the run
     directory (a name with a path separator is refused, whoever chose it)."""
-    if not _TASK_NAME.fullmatch(task):
+    if not TASK_NAME.fullmatch(task):
         raise DataError(f"task name {task!r}: letters, digits, '_', '.' and '-' only (it names a file in {run_dir / 'samples'})")
     return run_dir / "samples" / f"{task}.jsonl"
 
